@@ -1,0 +1,36 @@
+import type { AddressInfo } from 'node:net';
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { poolStatus, startAppServer } from '../../http/app-server.ts';
+import { UserError } from '../errors.ts';
+
+const REPO = resolve(import.meta.dirname, '../../..');
+
+export function registerServe(program: Command): void {
+  program
+    .command('serve')
+    .description('serve the workbench in the browser (builds the app first when needed)')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'port (0 picks a free one)', (v) => parseInt(v, 10), 5173)
+    .option('--pool <dir>', 'pool directory (CommonPool layout)', 'data/pool')
+    .option('--rebuild', 'rebuild the app even if dist/ exists')
+    .action(async (opts: { host: string; port: number; pool: string; rebuild?: boolean }) => {
+      const appDir = join(REPO, 'dist');
+      if (opts.rebuild || !existsSync(join(appDir, 'index.html'))) {
+        console.error('building the app (vite build)…');
+        const { build } = await import('vite');
+        await build({ root: REPO, configFile: join(REPO, 'vite.config.ts'), logLevel: 'warn' });
+      }
+      const poolDir = resolve(opts.pool);
+      let server;
+      try {
+        server = await startAppServer({ appDir, poolDir, host: opts.host, port: opts.port });
+      } catch (err) {
+        throw new UserError(`dcw serve: cannot listen on ${opts.host}:${opts.port}: ${(err as Error).message}`);
+      }
+      const { port } = server.address() as AddressInfo;
+      console.log(`DataComp Workbench at http://${opts.host}:${port}/`);
+      console.log(poolStatus(poolDir).message);
+    });
+}

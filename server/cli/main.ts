@@ -1,0 +1,32 @@
+import { Command, CommanderError } from 'commander';
+import { FormatError } from '../../src/core/formats/errors.ts';
+import { registerPlannedCommands } from './commands/planned.ts';
+import { registerServe } from './commands/serve.ts';
+import { UserError } from './errors.ts';
+
+const program = new Command('dcw')
+  .description('DataComp Workbench: pools, filters, subsets, shards, training and evaluation, in the official formats')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerServe(program);
+registerPlannedCommands(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Commander already printed its message (or the help / version text).
+    process.exitCode = err.exitCode;
+  } else if (err instanceof UserError || err instanceof FormatError) {
+    console.error(`dcw: ${err.message}`);
+    process.exitCode = err instanceof UserError ? err.exitCode : 1;
+  } else {
+    const e = err as NodeJS.ErrnoException;
+    // File-system errors are the user's to fix: one line, no stack.
+    if (e?.code && e.path) console.error(`dcw: ${e.path}: ${e.message.replace(/^[A-Z]+: /, '')}`);
+    else console.error(`dcw: unexpected error: ${e?.stack ?? String(err)}`);
+    process.exitCode = 1;
+  }
+}

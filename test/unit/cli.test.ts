@@ -1,0 +1,33 @@
+// The dcw command line as a user meets it: help, one-line errors, exit statuses.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { dcw } from '../helpers/cli.ts';
+
+test('dcw --help lists every subcommand', () => {
+  const run = dcw(['--help']);
+  assert.equal(run.status, 0);
+  for (const command of ['serve', 'pool', 'filter', 'reshard', 'train', 'evaluate', 'run', 'uids', 'inspect']) {
+    assert.match(run.stdout, new RegExp(`^  ${command}\\b`, 'm'), `${command} missing from help`);
+  }
+});
+
+test('subcommands carry the official scripts\' flag names', () => {
+  assert.match(dcw(['filter', '--help']).stdout, /--metadata_dir <dir>[\s\S]*--save_path <file>[\s\S]*--image_based_scale/);
+  assert.match(dcw(['reshard', '--help']).stdout, /-i, --input-dir[\s\S]*-s, --subset-file[\s\S]*--shard-size/);
+  assert.match(dcw(['train', '--help']).stdout, /--scale[\s\S]*--data_dir[\s\S]*--output_dir/);
+  assert.match(dcw(['evaluate', '--help']).stdout, /--train_output_dir/);
+});
+
+test('a subcommand whose work is not built yet says which issue brings it, in one line', () => {
+  const run = dcw(['train', '--scale', 'small', '--data_dir', 'x', '--output_dir', 'y']);
+  assert.equal(run.status, 3);
+  assert.equal(run.stderr.trim().split('\n').length, 1);
+  assert.match(run.stderr, /^dcw: train: training is not available yet \(tracked in issue #5\)$/m);
+});
+
+test('unknown commands and bad choices fail with a non-zero status', () => {
+  assert.notEqual(dcw(['bogus']).status, 0);
+  const bad = dcw(['filter', '--name', 'not_a_baseline']);
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /not_a_baseline/);
+});
