@@ -13,5 +13,10 @@ export default defineConfig({
   preview: { headers: isolation },
   worker: { format: 'es' },
   build: { target: 'es2022', outDir: 'dist', emptyOutDir: true },
-  optimizeDeps: { exclude: ['webgpu'] },
+  optimizeDeps: {
+    exclude: ['webgpu'],
+    // Pre-bundled up front, so the first page that imports the parquet reader does not race Vite's
+    // on-demand dependency optimisation (which reloads the page mid-test on a cold cache).
+    include: ['hyparquet', 'hyparquet/src/column.js', 'hyparquet/src/convert.js', 'hyparquet/src/datapage.js', 'hyparquet/src/plain.js', 'hyparquet-writer', 'hyparquet-compressors', 'fflate', 'apache-arrow', 'comlink', 'idb'],
+  },
 });
