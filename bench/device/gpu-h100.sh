@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# bench:gpu on a bare NVIDIA machine (e.g. a lent H100) that has the driver but no Node.js and no Vulkan loader.
+# Run from the repository root, with these carried beside the working tree:
+#   .dev/node            a copy of the node binary (cp "$(which node)" .dev/node)
+#   node_modules/        at least webgpu (dist/linux-x64), tsx (+ esbuild), vite (+ rolldown), @tensorflow/*
+#   .gl/*.deb            libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 (apt-get download …)
+#   bench/out/tfjs/      optional: the tfjs bundle built here by a first `npm run bench:gpu` (skips the Vite build)
+# Writes the table, the JSON and a log to $OUT (default bench/out). Budget: well under 5 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-bench/out}
+mkdir -p "$OUT"
+NODE=${NODE:-.dev/node}
+log="$OUT/gpu-h100.log"
+exec > >(tee "$log") 2>&1
+
+if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
+  if ls .gl/*.deb >/dev/null 2>&1; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done
+    ldconfig
+  else
+    echo "no libvulkan.so.1 and no .gl/*.deb to unpack: carry the Vulkan loader .debs in .gl/" >&2
+    exit 1
+  fi
+fi
+export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+if [ -f /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json ]; then
+  export __EGL_VENDOR_LIBRARY_FILENAMES=${__EGL_VENDOR_LIBRARY_FILENAMES:-/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json}
+fi
+# prepare-carry.sh ships node and dawn.node xz-compressed; python3 (always there) unpacks them.
+unxz_py() { python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; }
+[ -f .dev/node.xz ] && [ ! -x .dev/node ] && unxz_py .dev/node.xz .dev/node && chmod +x .dev/node
+dawn=.dev/node_modules/webgpu/dist/linux-x64/dawn.node
+[ -f "$dawn.xz" ] && [ ! -f "$dawn" ] && unxz_py "$dawn.xz" "$dawn"
+[ -x "$NODE" ] || chmod +x "$NODE" 2>/dev/null || true
+if ! "$NODE" --version >/dev/null 2>&1; then echo "no runnable node at $NODE (set NODE=…)" >&2; exit 1; fi
+
+echo "== $(date -u +%FT%TZ) $(uname -m) node $("$NODE" --version)"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>/dev/null || echo "(no nvidia-smi)"
+echo "VK_DRIVER_FILES=$VK_DRIVER_FILES"
+
+# 1) The kernels' reference checks on this GPU (quick: a few hundred small matmuls, all kernel variants).
+# Bundled scripts (prepare-carry.sh) need no tsx; a full node_modules can run the sources instead.
+ts_cmd() { if [ -f ".dev/$1.mjs" ]; then echo "$NODE .dev/$1.mjs"; else echo "$NODE --import tsx bench/$1.ts"; fi; }
+timeout 90 $(ts_cmd gpu-check) --backend vulkan --out "$OUT"
+check=$?
+echo "== reference checks exit $check"
+
+# 2) The benchmark: autotune of the matmul kernels at 2048³/4096³, CLIP shapes, squares, block step, tfjs beside.
+timeout 200 $(ts_cmd gpu) --backend vulkan --out "$OUT" --max-seconds 5
+bench=$?
+echo "== bench exit $bench"
+# 3) The card's own fp32 ceiling (cuBLAS via PyTorch), same machine, same hour.
+timeout 60 python3 bench/device/torch-matmul.py "$OUT/torch-matmul.json" || echo "(no torch baseline)"
+ls -la "$OUT"
+exit $(( check != 0 ? check : bench ))

@@ -1,0 +1,448 @@
+/**
+ * The engine: tensors in GPU storage buffers, a buffer pool, a pipeline cache and batched command
+ * submission. Kernels are recorded into one command encoder (one compute pass while only dispatches
+ * follow each other) and submitted on flush(): a training step records every dispatch of forward,
+ * backward and optimizer and is submitted once, with no readback inside it. Reading a tensor (read())
+ * is the only thing that waits for the GPU.
+ *
+ * Ordering: dispatches run in recording order, and storage written by one dispatch is visible to the
+ * next (each dispatch is its own usage scope), so a buffer released to the pool may be reused by a later
+ * dispatch of the same batch. The one hazard, queue.writeBuffer overtaking recorded work, is avoided by
+ * flushing before an upload when work is pending.
+ */
+import type { GpuHandle, GpuInfo } from './device.ts';
+
+export type DType = 'f32' | 'f16' | 'u32' | 'i32';
+const BYTES: Record<DType, number> = { f32: 4, f16: 2, u32: 4, i32: 4 };
+
+export class GpuError extends Error {
+  override name = 'GpuError';
+}
+
+export class Tensor {
+  readonly size: number;
+  /** Bytes the data occupies (the buffer may be larger: pool size classes). */
+  readonly byteLength: number;
+  private released = false;
+
+  constructor(
+    readonly engine: Engine,
+    readonly buffer: GPUBuffer,
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+  ) {
+    this.size = shape.reduce((a, b) => a * b, 1);
+    this.byteLength = this.size * BYTES[dtype];
+  }
+
+  get disposed(): boolean {
+    return this.released;
+  }
+
+  /** Returns the buffer to the pool; the tensor must not be used afterwards. */
+  dispose(): void {
+    if (this.released) return;
+    this.released = true;
+    this.engine.releaseBuffer(this.buffer);
+  }
+
+  /** Same storage, another shape of the same size (no copy). */
+  view(shape: readonly number[]): Tensor {
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (size !== this.size) throw new Error(`view ${JSON.stringify(shape)} does not match size ${this.size}`);
+    return new TensorView(this, shape);
+  }
+
+  read(): Promise<Float32Array | Uint32Array | Int32Array> {
+    return this.engine.read(this);
+  }
+}
+
+/** A reshaped alias: disposing it does nothing, the owner keeps the storage. */
+class TensorView extends Tensor {
+  constructor(readonly owner: Tensor, shape: readonly number[]) {
+    super(owner.engine, owner.buffer, shape, owner.dtype);
+  }
+  override get disposed(): boolean {
+    return this.owner.disposed;
+  }
+  override dispose(): void {}
+}
+
+export type ParamType = 'u32' | 'i32' | 'f32';
+/** Layout of a kernel's uniform block: names and scalar types, in order. */
+export type ParamLayout = readonly (readonly [string, ParamType])[];
+
+/** WGSL for the uniform struct of a layout (all 4-byte scalars, so offsets are 4·index). */
+export function paramStruct(layout: ParamLayout): string {
+  if (!layout.length) return '';
+  return `struct Params {\n${layout.map(([n, t]) => `  ${n}: ${t},`).join('\n')}\n}\n`;
+}
+
+export interface Kernel {
+  /** Unique name of this specialisation (also the pipeline-cache key). */
+  key: string;
+  /** Full WGSL; storage buffers at bindings 0..n-1 in call order, the Params uniform (if any) at binding n. */
+  code: () => string;
+  params?: ParamLayout;
+}
+
+export interface EngineStats {
+  dispatches: number;
+  submits: number;
+  pipelines: number;
+  buffersCreated: number;
+  bytesAllocated: number;
+  bytesPooled: number;
+}
+
+const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
+const UNIFORM_CHUNK = 65536;
+
+function sizeClass(bytes: number): number {
+  const b = Math.max(256, Math.ceil(bytes / 256) * 256);
+  if (b <= 65536) return b;
+  const step = 2 ** Math.floor(Math.log2(b)) / 4;
+  return Math.ceil(b / step) * step;
+}
+
+export class Engine {
+  readonly device: GPUDevice;
+  readonly info: GpuInfo;
+  readonly stats: EngineStats = { dispatches: 0, submits: 0, pipelines: 0, buffersCreated: 0, bytesAllocated: 0, bytesPooled: 0 };
+  /** Set once the device is lost; every later call throws it. */
+  lostReason: string | undefined;
+  private errors: string[] = [];
+  private pool = new Map<number, GPUBuffer[]>();
+  private bufferSize = new WeakMap<GPUBuffer, number>();
+  private pipelines = new Map<string, GPUComputePipeline>();
+  private encoder: GPUCommandEncoder | undefined;
+  private pass: GPUComputePassEncoder | undefined;
+  private pendingDispatches = 0;
+  private uniformChunks: { buffer: GPUBuffer; data: Uint8Array }[] = [];
+  private uniformChunk = 0;
+  private uniformOffset = 0;
+  private uniformAlign: number;
+  private scopes: Tensor[][] = [];
+  /** Dispatches recorded before an automatic submit, so one huge batch does not hold everything. */
+  maxDispatchesPerSubmit = 2048;
+
+  constructor(readonly handle: GpuHandle) {
+    this.device = handle.device;
+    this.info = handle.info;
+    this.uniformAlign = Math.max(16, handle.info.limits.minUniformBufferOffsetAlignment ?? 256);
+    handle.lost.then((info) => {
+      this.lostReason = `GPU device lost (${info.reason}): ${info.message}`;
+    });
+    this.device.addEventListener('uncapturederror', (event) => {
+      const message = (event as GPUUncapturedErrorEvent).error?.message ?? String(event);
+      if (this.errors.length < 8) this.errors.push(message);
+    });
+  }
+
+  // ---------- tensors ----------
+
+  empty(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const size = shape.reduce((a, b) => a * b, 1);
+    const bytes = Math.max(4, size * BYTES[dtype]);
+    const maxBinding = this.info.limits.maxStorageBufferBindingSize;
+    if (maxBinding && bytes > maxBinding) {
+      throw new GpuError(`tensor ${JSON.stringify(shape)} needs ${bytes} bytes, over this device's binding limit of ${maxBinding}`);
+    }
+    const t = new Tensor(this, this.acquireBuffer(bytes), shape, dtype);
+    this.scopes.at(-1)?.push(t);
+    return t;
+  }
+
+  /** A tensor filled with zeros (cleared on the GPU, in recording order). */
+  zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const t = this.empty(shape, dtype);
+    this.clear(t);
+    return t;
+  }
+
+  tensor(data: ArrayLike<number>, shape: readonly number[] = [data.length], dtype: DType = 'f32'): Tensor {
+    const t = this.empty(shape, dtype);
+    if (t.size !== data.length) throw new Error(`data of length ${data.length} does not fill shape ${JSON.stringify(shape)}`);
+    this.write(t, data);
+    return t;
+  }
+
+  /** Overwrites a tensor's contents from the CPU (ordered after everything recorded so far). */
+  write(t: Tensor, data: ArrayLike<number>): void {
+    this.check();
+    let bytes: ArrayBufferView;
+    if (t.dtype === 'f32') bytes = data instanceof Float32Array ? data : Float32Array.from(data);
+    else if (t.dtype === 'u32') bytes = data instanceof Uint32Array ? data : Uint32Array.from(data);
+    else if (t.dtype === 'i32') bytes = data instanceof Int32Array ? data : Int32Array.from(data);
+    else bytes = f32ToF16(data);
+    if (this.pendingDispatches > 0 || this.encoder) this.flush();
+    const padded = bytes.byteLength % 4 === 0 ? bytes : padTo4(bytes);
+    this.device.queue.writeBuffer(t.buffer, 0, padded.buffer, padded.byteOffset, padded.byteLength);
+  }
+
+  /** Zero-fills a tensor in recording order. */
+  clear(t: Tensor): void {
+    this.endPass();
+    this.commandEncoder().clearBuffer(t.buffer, 0, Math.ceil(t.byteLength / 4) * 4);
+  }
+
+  copy(src: Tensor, dst: Tensor): void {
+    if (src.byteLength !== dst.byteLength) throw new Error('copy between tensors of different sizes');
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(src.buffer, 0, dst.buffer, 0, Math.ceil(src.byteLength / 4) * 4);
+  }
+
+  /** Submits pending work and reads a tensor back. */
+  async read(t: Tensor): Promise<Float32Array | Uint32Array | Int32Array> {
+    this.check();
+    const bytes = Math.ceil(t.byteLength / 4) * 4;
+    const staging = this.device.createBuffer({ size: Math.max(4, bytes), usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(t.buffer, 0, staging, 0, bytes);
+    this.flush();
+    try {
+      await staging.mapAsync(0x1 /* READ */);
+    } catch (err) {
+      this.check();
+      throw err;
+    }
+    const copy = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    this.check();
+    if (t.dtype === 'f16') return f16ToF32(new Uint16Array(copy, 0, t.size));
+    if (t.dtype === 'u32') return new Uint32Array(copy, 0, t.size);
+    if (t.dtype === 'i32') return new Int32Array(copy, 0, t.size);
+    return new Float32Array(copy, 0, t.size);
+  }
+
+  async readF32(t: Tensor): Promise<Float32Array> {
+    const data = await this.read(t);
+    return data instanceof Float32Array ? data : Float32Array.from(data);
+  }
+
+  /** Waits until the GPU finished everything submitted; throws a recorded validation error or loss. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.device.queue.onSubmittedWorkDone();
+    this.check();
+  }
+
+  /** Tensors created until endScope() are disposed then, except those kept. */
+  beginScope(): void {
+    this.scopes.push([]);
+  }
+
+  endScope(keep: readonly Tensor[] = []): void {
+    const created = this.scopes.pop();
+    if (!created) throw new Error('endScope without beginScope');
+    const kept = new Set(keep);
+    for (const t of created) {
+      if (kept.has(t)) this.scopes.at(-1)?.push(t);
+      else t.dispose();
+    }
+  }
+
+  // ---------- kernels ----------
+
+  pipeline(kernel: Kernel): GPUComputePipeline {
+    let p = this.pipelines.get(kernel.key);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: kernel.code(), label: kernel.key });
+      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: kernel.key });
+      this.pipelines.set(kernel.key, p);
+      this.stats.pipelines++;
+    }
+    return p;
+  }
+
+  /** Records one dispatch. `params` follow kernel.params in order; f32 fields are written as floats. */
+  dispatch(kernel: Kernel, buffers: readonly Tensor[], params: readonly number[], workgroups: readonly [number, number?, number?]): void {
+    this.check();
+    const pipeline = this.pipeline(kernel);
+    const entries: GPUBindGroupEntry[] = buffers.map((t, binding) => {
+      if (t.disposed) throw new Error(`kernel ${kernel.key}: input ${binding} was disposed`);
+      return { binding, resource: { buffer: t.buffer, offset: 0, size: Math.ceil(t.byteLength / 16) * 16 } };
+    });
+    const layout = kernel.params ?? [];
+    if (layout.length) {
+      if (params.length !== layout.length) throw new Error(`kernel ${kernel.key}: ${params.length} params for ${layout.length} fields`);
+      entries.push({ binding: buffers.length, resource: this.uniform(layout, params) });
+    }
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const [x, y = 1, z = 1] = workgroups;
+    const maxGroups = this.info.limits.maxComputeWorkgroupsPerDimension ?? 65535;
+    if (x > maxGroups || y > maxGroups || z > maxGroups) {
+      throw new GpuError(`kernel ${kernel.key}: ${x}×${y}×${z} workgroups exceed ${maxGroups} per dimension`);
+    }
+    if (x === 0 || y === 0 || z === 0) return;
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(x, y, z);
+    this.stats.dispatches++;
+    if (++this.pendingDispatches >= this.maxDispatchesPerSubmit) this.flush();
+  }
+
+  /** Submits everything recorded so far (no wait). */
+  flush(): void {
+    this.endPass();
+    if (!this.encoder) return;
+    for (let i = 0; i <= this.uniformChunk && i < this.uniformChunks.length; i++) {
+      const used = i < this.uniformChunk ? UNIFORM_CHUNK : this.uniformOffset;
+      const chunk = this.uniformChunks[i]!;
+      if (used > 0) this.device.queue.writeBuffer(chunk.buffer, 0, chunk.data.buffer, 0, Math.ceil(used / 4) * 4);
+    }
+    this.device.queue.submit([this.encoder.finish()]);
+    this.stats.submits++;
+    this.encoder = undefined;
+    this.pendingDispatches = 0;
+    this.uniformChunk = 0;
+    this.uniformOffset = 0;
+  }
+
+  /** Releases pooled buffers and destroys the device. */
+  destroy(): void {
+    for (const list of this.pool.values()) for (const b of list) b.destroy();
+    this.pool.clear();
+    this.device.destroy();
+  }
+
+  // ---------- internals ----------
+
+  private check(): void {
+    if (this.lostReason) throw new GpuError(this.lostReason);
+    if (this.errors.length) {
+      const first = this.errors[0]!;
+      this.errors = [];
+      throw new GpuError(`WebGPU error: ${first}`);
+    }
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    this.pass ??= this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = undefined;
+  }
+
+  private uniform(layout: ParamLayout, values: readonly number[]): GPUBufferBinding {
+    const bytes = Math.ceil((layout.length * 4) / 16) * 16;
+    if (this.uniformOffset + bytes > UNIFORM_CHUNK) {
+      this.uniformChunk++;
+      this.uniformOffset = 0;
+    }
+    let chunk = this.uniformChunks[this.uniformChunk];
+    if (!chunk) {
+      chunk = {
+        buffer: this.device.createBuffer({ size: UNIFORM_CHUNK, usage: 0x40 /* UNIFORM */ | 0x8 /* COPY_DST */ }),
+        data: new Uint8Array(UNIFORM_CHUNK),
+      };
+      this.uniformChunks.push(chunk);
+    }
+    const offset = this.uniformOffset;
+    const view = new DataView(chunk.data.buffer, offset, bytes);
+    layout.forEach(([, type], i) => {
+      const v = values[i]!;
+      if (type === 'f32') view.setFloat32(i * 4, v, true);
+      else if (type === 'i32') view.setInt32(i * 4, v, true);
+      else view.setUint32(i * 4, v >>> 0, true);
+    });
+    this.uniformOffset = Math.ceil((offset + bytes) / this.uniformAlign) * this.uniformAlign;
+    return { buffer: chunk.buffer, offset, size: bytes };
+  }
+
+  private acquireBuffer(bytes: number): GPUBuffer {
+    const size = sizeClass(bytes);
+    const free = this.pool.get(size);
+    const reused = free?.pop();
+    if (reused) {
+      this.stats.bytesPooled -= size;
+      return reused;
+    }
+    const buffer = this.device.createBuffer({ size, usage: STORAGE_USAGE });
+    this.bufferSize.set(buffer, size);
+    this.stats.buffersCreated++;
+    this.stats.bytesAllocated += size;
+    return buffer;
+  }
+
+  /** Called by Tensor.dispose(). */
+  releaseBuffer(buffer: GPUBuffer): void {
+    const size = this.bufferSize.get(buffer);
+    if (size === undefined) return;
+    let list = this.pool.get(size);
+    if (!list) this.pool.set(size, (list = []));
+    list.push(buffer);
+    this.stats.bytesPooled += size;
+  }
+}
+
+function padTo4(bytes: ArrayBufferView): Uint8Array {
+  const out = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
+  out.set(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+  return out;
+}
+
+/** Round-to-nearest-even float32 → IEEE half. */
+export function f32ToF16(data: ArrayLike<number>): Uint16Array {
+  const out = new Uint16Array(data.length);
+  const f = new Float32Array(1);
+  const u = new Uint32Array(f.buffer);
+  for (let i = 0; i < data.length; i++) {
+    f[0] = data[i]!;
+    const x = u[0]!;
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    let e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      mant |= 0x800000;
+      const shift = 14 - e;
+      let h = mant >>> shift;
+      const rem = mant & ((1 << shift) - 1);
+      const half = 1 << (shift - 1);
+      if (rem > half || (rem === half && (h & 1))) h++;
+      out[i] = sign | h;
+      continue;
+    }
+    let h = (e << 10) | (mant >>> 13);
+    const rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
+    out[i] = sign | h;
+  }
+  return out;
+}
+
+export function f16ToF32(data: Uint16Array): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) {
+    const h = data[i]!;
+    const sign = h & 0x8000 ? -1 : 1;
+    const e = (h >>> 10) & 0x1f;
+    const m = h & 0x3ff;
+    out[i] = e === 0 ? sign * m * 2 ** -24 : e === 0x1f ? (m ? NaN : sign * Infinity) : sign * (1 + m / 1024) * 2 ** (e - 15);
+  }
+  return out;
+}

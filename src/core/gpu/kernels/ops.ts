@@ -1,0 +1,593 @@
+/**
+ * Every non-matmul kernel CLIP training needs, forward and backward. All are deterministic (no atomics, fixed
+ * summation order), so the same inputs on the same device give bit-identical outputs. Per-row kernels use one
+ * thread per row and no workgroup memory: rows are short (≤ a few thousand), and barriers are what CPU back ends
+ * pay for most; reductions over many elements (sumAll) use one workgroup with a fixed tree.
+ *
+ * Layouts: row-major; activations [rows, C] with rows = batch·seq; attention takes the fused qkv projection
+ * [B, T, 3C] (q | k | v, heads contiguous inside each) and keeps the softmax probabilities [B, H, T, T].
+ */
+import { paramStruct, type Engine, type Kernel, type ParamLayout, type Tensor } from '../engine.ts';
+
+const WG = 64;
+
+interface Binding {
+  name: string;
+  access: 'read' | 'read_write';
+  type?: 'f32' | 'u32';
+}
+
+const cache = new Map<string, Kernel>();
+
+/** A kernel over a 1-D index space `i < p.n` (2-D dispatch beyond 65535 workgroups). */
+function kernel(key: string, bindings: Binding[], params: ParamLayout, body: string, helpers = ''): Kernel {
+  let k = cache.get(key);
+  if (k) return k;
+  const layout: ParamLayout = [['n', 'u32'], ...params];
+  const code = () => `${paramStruct(layout)}
+${bindings.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b.access}> ${b.name}: array<${b.type ?? 'f32'}>;`).join('\n')}
+@group(0) @binding(${bindings.length}) var<uniform> p: Params;
+${helpers}
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * ${WG}u;
+  if (i >= p.n) { return; }
+${body}
+}
+`;
+  k = { key, code, params: layout };
+  cache.set(key, k);
+  return k;
+}
+
+function run(engine: Engine, k: Kernel, buffers: Tensor[], n: number, params: number[] = []): void {
+  const groups = Math.ceil(n / WG);
+  const x = Math.min(groups, 65535);
+  engine.dispatch(k, buffers, [n, ...params], [x, Math.ceil(groups / x)]);
+}
+
+const f32 = (name: string, access: Binding['access'] = 'read'): Binding => ({ name, access });
+const u32 = (name: string): Binding => ({ name, access: 'read', type: 'u32' });
+
+function check(t: Tensor, size: number, what: string): void {
+  if (t.size !== size) throw new Error(`${what}: expected ${size} elements, got ${t.size} (shape ${JSON.stringify(t.shape)})`);
+}
+
+// ---------------------------------------------------------------- elementwise
+
+/** out = a + b (same size). */
+export function add(engine: Engine, a: Tensor, b: Tensor, out = engine.empty(a.shape)): Tensor {
+  check(b, a.size, 'add');
+  run(engine, kernel('add', [f32('a'), f32('b'), f32('out', 'read_write')], [], '  out[i] = a[i] + b[i];'), [a, b, out], a.size);
+  return out;
+}
+
+/** acc += x · alpha, in place. */
+export function addInto(engine: Engine, acc: Tensor, x: Tensor, alpha = 1): Tensor {
+  check(x, acc.size, 'addInto');
+  run(engine, kernel('addInto', [f32('acc', 'read_write'), f32('x')], [['alpha', 'f32']], '  acc[i] = acc[i] + p.alpha * x[i];'), [acc, x], acc.size, [alpha]);
+  return acc;
+}
+
+export function scale(engine: Engine, x: Tensor, alpha: number, out = engine.empty(x.shape)): Tensor {
+  run(engine, kernel('scale', [f32('x'), f32('out', 'read_write')], [['alpha', 'f32']], '  out[i] = p.alpha * x[i];'), [x, out], x.size, [alpha]);
+  return out;
+}
+
+export function fill(engine: Engine, out: Tensor, value: number): Tensor {
+  run(engine, kernel('fill', [f32('out', 'read_write')], [['value', 'f32']], '  out[i] = p.value;'), [out], out.size, [value]);
+  return out;
+}
+
+/** erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), the form torch's nn.GELU() uses. */
+const ERF = `
+fn erf_(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
+          t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(r - 1.0, 1.0 - r, x >= 0.0);
+}`;
+
+/** GELU, exact (erf) form: x·Φ(x). */
+export function gelu(engine: Engine, x: Tensor, out = engine.empty(x.shape)): Tensor {
+  run(engine, kernel('gelu', [f32('x'), f32('out', 'read_write')], [], '  let v = x[i];\n  out[i] = 0.5 * v * (1.0 + erf_(v * 0.70710678118654752));', ERF), [x, out], x.size);
+  return out;
+}
+
+/** dx = dy · (Φ(x) + x·φ(x)). */
+export function geluBackward(engine: Engine, x: Tensor, dy: Tensor, out = engine.empty(x.shape)): Tensor {
+  check(dy, x.size, 'geluBackward');
+  run(engine, kernel('geluBackward', [f32('x'), f32('dy'), f32('dx', 'read_write')], [],
+    '  let v = x[i];\n  let cdf = 0.5 * (1.0 + erf_(v * 0.70710678118654752));\n  let pdf = 0.39894228040143268 * exp(-0.5 * v * v);\n  dx[i] = dy[i] * (cdf + v * pdf);', ERF),
+  [x, dy, out], x.size);
+  return out;
+}
+
+// ---------------------------------------------------------------- reductions
+
+/** Column sums of x [rows, N] → [N] (bias gradients); adds into `out` when accumulate. */
+export function sumRows(engine: Engine, x: Tensor, rows: number, N: number, out?: Tensor, accumulate = false): Tensor {
+  check(x, rows * N, 'sumRows');
+  const o = out ?? engine.empty([N]);
+  run(engine, kernel(`sumRows${accumulate ? '-acc' : ''}`, [f32('x'), f32('out', 'read_write')], [['rows', 'u32']],
+    `  var s = 0.0;\n  for (var r = 0u; r < p.rows; r++) { s += x[r * p.n + i]; }\n  out[i] = ${accumulate ? 'out[i] + ' : ''}s;`),
+  [x, o], N, [rows]);
+  return o;
+}
+
+const REDUCE_WG = 256;
+function reduceKernel(key: string, term: string, finish: string): Kernel {
+  let k = cache.get(key);
+  if (k) return k;
+  const layout: ParamLayout = [['n', 'u32'], ['slot', 'u32'], ['alpha', 'f32']];
+  const code = () => `${paramStruct(layout)}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+var<workgroup> part: array<f32, ${REDUCE_WG}>;
+@compute @workgroup_size(${REDUCE_WG})
+fn main(@builtin(local_invocation_index) t: u32) {
+  var s = 0.0;
+  for (var i = t; i < p.n; i += ${REDUCE_WG}u) { let v = x[i]; s += ${term}; }
+  part[t] = s;
+  workgroupBarrier();
+  for (var w = ${REDUCE_WG / 2}u; w > 0u; w >>= 1u) {
+    if (t < w) { part[t] = part[t] + part[t + w]; }
+    workgroupBarrier();
+  }
+  if (t == 0u) { ${finish} }
+}
+`;
+  k = { key, code, params: layout };
+  cache.set(key, k);
+  return k;
+}
+
+/** out[slot] = alpha · Σx (one workgroup, fixed order). */
+export function sumAll(engine: Engine, x: Tensor, out = engine.empty([1]), slot = 0, alpha = 1): Tensor {
+  engine.dispatch(reduceKernel('sumAll', 'v', 'out[p.slot] = p.alpha * part[0];'), [x, out], [x.size, slot, alpha], [1]);
+  return out;
+}
+
+/** out[slot] = Σx² (gradient norms). */
+export function sumSquares(engine: Engine, x: Tensor, out: Tensor, slot: number): Tensor {
+  engine.dispatch(reduceKernel('sumSquares', 'v * v', 'out[p.slot] = part[0];'), [x, out], [x.size, slot, 1], [1]);
+  return out;
+}
+
+/** out[0] = sqrt(Σ parts) — the global gradient norm from per-tensor sums of squares. */
+export function sqrtSum(engine: Engine, parts: Tensor, out = engine.empty([1])): Tensor {
+  engine.dispatch(reduceKernel('sqrtSum', 'v', 'out[p.slot] = sqrt(part[0]);'), [parts, out], [parts.size, 0, 1], [1]);
+  return out;
+}
+
+// ---------------------------------------------------------------- layernorm
+
+/** y = (x − mean)/sqrt(var + eps)·γ + β per row; stats[2r] = mean, stats[2r+1] = rstd. */
+export function layernorm(engine: Engine, x: Tensor, gamma: Tensor, beta: Tensor, rows: number, C: number, eps = 1e-5): { y: Tensor; stats: Tensor } {
+  check(x, rows * C, 'layernorm');
+  const y = engine.empty(x.shape);
+  const stats = engine.empty([rows, 2]);
+  run(engine, kernel('layernorm', [f32('x'), f32('g'), f32('b'), f32('y', 'read_write'), f32('stats', 'read_write')], [['C', 'u32'], ['eps', 'f32']], `
+  let base = i * p.C;
+  var mean = 0.0;
+  for (var c = 0u; c < p.C; c++) { mean += x[base + c]; }
+  mean = mean / f32(p.C);
+  var v = 0.0;
+  for (var c = 0u; c < p.C; c++) { let d = x[base + c] - mean; v += d * d; }
+  let rstd = 1.0 / sqrt(v / f32(p.C) + p.eps);
+  for (var c = 0u; c < p.C; c++) { y[base + c] = (x[base + c] - mean) * rstd * g[c] + b[c]; }
+  stats[2u * i] = mean;
+  stats[2u * i + 1u] = rstd;`), [x, gamma, beta, y, stats], rows, [C, eps]);
+  return { y, stats };
+}
+
+export function layernormBackward(engine: Engine, dy: Tensor, x: Tensor, gamma: Tensor, stats: Tensor, rows: number, C: number,
+  grads: { dgamma?: Tensor; dbeta?: Tensor; accumulate?: boolean } = {}): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
+  const dx = engine.empty(x.shape);
+  run(engine, kernel('layernormBackwardDx', [f32('dy'), f32('x'), f32('g'), f32('stats'), f32('dx', 'read_write')], [['C', 'u32']], `
+  let base = i * p.C;
+  let mean = stats[2u * i];
+  let rstd = stats[2u * i + 1u];
+  var sumDg = 0.0;
+  var sumDgXhat = 0.0;
+  for (var c = 0u; c < p.C; c++) {
+    let dg = dy[base + c] * g[c];
+    sumDg += dg;
+    sumDgXhat += dg * (x[base + c] - mean) * rstd;
+  }
+  let inv = 1.0 / f32(p.C);
+  for (var c = 0u; c < p.C; c++) {
+    let xhat = (x[base + c] - mean) * rstd;
+    dx[base + c] = rstd * (dy[base + c] * g[c] - inv * sumDg - xhat * inv * sumDgXhat);
+  }`), [dy, x, gamma, stats, dx], rows, [C]);
+  const acc = grads.accumulate ?? false;
+  const dgamma = grads.dgamma ?? engine.empty([C]);
+  const dbeta = grads.dbeta ?? engine.empty([C]);
+  run(engine, kernel(`layernormBackwardParams${acc ? '-acc' : ''}`, [f32('dy'), f32('x'), f32('stats'), f32('dg', 'read_write'), f32('db', 'read_write')], [['rows', 'u32']], `
+  var sg = 0.0;
+  var sb = 0.0;
+  for (var r = 0u; r < p.rows; r++) {
+    let d = dy[r * p.n + i];
+    sg += d * (x[r * p.n + i] - stats[2u * r]) * stats[2u * r + 1u];
+    sb += d;
+  }
+  dg[i] = ${acc ? 'dg[i] + ' : ''}sg;
+  db[i] = ${acc ? 'db[i] + ' : ''}sb;`), [dy, x, stats, dgamma, dbeta], C, [rows]);
+  return { dx, dgamma, dbeta };
+}
+
+// ---------------------------------------------------------------- attention
+
+export interface AttentionShape {
+  B: number;
+  T: number;
+  H: number;
+  /** Head dimension; C = H·D. */
+  D: number;
+  causal: boolean;
+}
+
+/**
+ * softmax(q·kᵀ/√D [+ causal mask])·v per head, fused: one thread per (batch, head, query), which reads its
+ * query row once and keeps the probabilities [B, H, T, T] for the backward pass.
+ */
+export function attention(engine: Engine, qkv: Tensor, s: AttentionShape): { out: Tensor; probs: Tensor } {
+  const C = s.H * s.D;
+  check(qkv, s.B * s.T * 3 * C, 'attention qkv');
+  const out = engine.empty([s.B, s.T, C]);
+  const probs = engine.empty([s.B, s.H, s.T, s.T]);
+  run(engine, kernel(`attention${s.causal ? '-causal' : ''}`, [f32('qkv'), f32('out', 'read_write'), f32('probs', 'read_write')],
+    [['T', 'u32'], ['H', 'u32'], ['D', 'u32'], ['scale', 'f32']], `
+  let t = i % p.T;
+  let h = (i / p.T) % p.H;
+  let b = i / (p.T * p.H);
+  let C = p.H * p.D;
+  let q = (b * p.T + t) * 3u * C + h * p.D;
+  let prow = i * p.T;
+  let last = ${s.causal ? 't' : 'p.T - 1u'};
+  var mx = -3.4e38;
+  for (var j = 0u; j <= last; j++) {
+    let k = (b * p.T + j) * 3u * C + C + h * p.D;
+    var sc = 0.0;
+    for (var d = 0u; d < p.D; d++) { sc += qkv[q + d] * qkv[k + d]; }
+    sc = sc * p.scale;
+    probs[prow + j] = sc;
+    mx = max(mx, sc);
+  }
+  var sum = 0.0;
+  for (var j = 0u; j <= last; j++) { let e = exp(probs[prow + j] - mx); probs[prow + j] = e; sum += e; }
+  let inv = 1.0 / sum;
+  for (var j = 0u; j < p.T; j++) { probs[prow + j] = select(0.0, probs[prow + j] * inv, j <= last); }
+  let o = (b * p.T + t) * C + h * p.D;
+  for (var d = 0u; d < p.D; d++) {
+    var acc = 0.0;
+    for (var j = 0u; j <= last; j++) { acc += probs[prow + j] * qkv[(b * p.T + j) * 3u * C + 2u * C + h * p.D + d]; }
+    out[o + d] = acc;
+  }`), [qkv, out, probs], s.B * s.H * s.T, [s.T, s.H, s.D, 1 / Math.sqrt(s.D)]);
+  return { out, probs };
+}
+
+/** Gradient of attention with respect to qkv, in two race-free passes (per query row, then per key row). */
+export function attentionBackward(engine: Engine, dout: Tensor, qkv: Tensor, probs: Tensor, s: AttentionShape): Tensor {
+  const C = s.H * s.D;
+  const dqkv = engine.empty(qkv.shape);
+  const dscores = engine.empty(probs.shape);
+  const params: ParamLayout = [['T', 'u32'], ['H', 'u32'], ['D', 'u32'], ['scale', 'f32']];
+  const values = [s.T, s.H, s.D, 1 / Math.sqrt(s.D)];
+  const n = s.B * s.H * s.T;
+  const index = `
+  let t = i % p.T;
+  let h = (i / p.T) % p.H;
+  let b = i / (p.T * p.H);
+  let C = p.H * p.D;
+  let prow = i * p.T;`;
+  // Pass 1, one thread per query row: dS = P ∘ (dP − rowsum(P ∘ dP)), dP = dout·vᵀ; dq = scale · dS·k.
+  run(engine, kernel('attentionBackwardQ', [f32('dout'), f32('qkv'), f32('probs'), f32('ds', 'read_write'), f32('dqkv', 'read_write')], params, `${index}
+  let o = (b * p.T + t) * C + h * p.D;
+  var dot = 0.0;
+  for (var j = 0u; j < p.T; j++) {
+    let v = (b * p.T + j) * 3u * C + 2u * C + h * p.D;
+    var dp = 0.0;
+    for (var d = 0u; d < p.D; d++) { dp += dout[o + d] * qkv[v + d]; }
+    ds[prow + j] = dp;
+    dot += dp * probs[prow + j];
+  }
+  for (var j = 0u; j < p.T; j++) { ds[prow + j] = probs[prow + j] * (ds[prow + j] - dot); }
+  let q = (b * p.T + t) * 3u * C + h * p.D;
+  for (var d = 0u; d < p.D; d++) {
+    var acc = 0.0;
+    for (var j = 0u; j < p.T; j++) { acc += ds[prow + j] * qkv[(b * p.T + j) * 3u * C + C + h * p.D + d]; }
+    dqkv[q + d] = acc * p.scale;
+  }`), [dout, qkv, probs, dscores, dqkv], n, values);
+  // Pass 2, one thread per key row j: dk_j = scale · Σ_i dS_ij q_i, dv_j = Σ_i P_ij dout_i.
+  run(engine, kernel('attentionBackwardKV', [f32('dout'), f32('qkv'), f32('probs'), f32('ds'), f32('dqkv', 'read_write')], params, `${index}
+  let j = t;
+  let bh = (b * p.H + h) * p.T * p.T;
+  let k = (b * p.T + j) * 3u * C + C + h * p.D;
+  for (var d = 0u; d < p.D; d++) {
+    var dk = 0.0;
+    var dv = 0.0;
+    for (var r = 0u; r < p.T; r++) {
+      dk += ds[bh + r * p.T + j] * qkv[(b * p.T + r) * 3u * C + h * p.D + d];
+      dv += probs[bh + r * p.T + j] * dout[(b * p.T + r) * C + h * p.D + d];
+    }
+    dqkv[k + d] = dk * p.scale;
+    dqkv[k + C + d] = dv;
+  }`), [dout, qkv, probs, dscores, dqkv], n, values);
+  dscores.dispose();
+  return dqkv;
+}
+
+// ---------------------------------------------------------------- embeddings, gathers, patches
+
+/** out[r, c] = table[tokens[r], c] (+ pos[r mod T, c]). */
+export function embedding(engine: Engine, tokens: Tensor, table: Tensor, C: number, pos?: { table: Tensor; T: number }): Tensor {
+  const rows = tokens.size;
+  const out = engine.empty([rows, C]);
+  if (pos) {
+    run(engine, kernel('embeddingPos', [u32('tok'), f32('table'), f32('pos'), f32('out', 'read_write')], [['C', 'u32'], ['T', 'u32']],
+      '  let r = i / p.C;\n  let c = i % p.C;\n  out[i] = table[tok[r] * p.C + c] + pos[(r % p.T) * p.C + c];'), [tokens, table, pos.table, out], rows * C, [C, pos.T]);
+  } else {
+    run(engine, kernel('embedding', [u32('tok'), f32('table'), f32('out', 'read_write')], [['C', 'u32']],
+      '  let r = i / p.C;\n  let c = i % p.C;\n  out[i] = table[tok[r] * p.C + c];'), [tokens, table, out], rows * C, [C]);
+  }
+  return out;
+}
+
+/**
+ * The inverse of a token batch, built on the CPU where the tokens come from: positions grouped by token
+ * (in increasing order), so the scatter-add gradient is a race-free, fixed-order gather per (token, channel).
+ */
+export interface TokenIndex {
+  tokens: Tensor;
+  /** Distinct tokens. */
+  unique: Tensor;
+  /** starts[u]..starts[u+1] index into `positions` for unique token u. */
+  starts: Tensor;
+  positions: Tensor;
+  uniqueCount: number;
+  dispose(): void;
+}
+
+export function tokenIndex(engine: Engine, tokens: ArrayLike<number>, shape: readonly number[] = [tokens.length]): TokenIndex {
+  const order = Array.from({ length: tokens.length }, (_, i) => i).sort((a, b) => tokens[a]! - tokens[b]! || a - b);
+  const unique: number[] = [];
+  const starts: number[] = [];
+  order.forEach((pos, k) => {
+    if (k === 0 || tokens[pos] !== tokens[order[k - 1]!]) {
+      unique.push(tokens[pos]!);
+      starts.push(k);
+    }
+  });
+  starts.push(order.length);
+  const t = {
+    tokens: engine.tensor(tokens, shape, 'u32'),
+    unique: engine.tensor(unique, [unique.length], 'u32'),
+    starts: engine.tensor(starts, [starts.length], 'u32'),
+    positions: engine.tensor(order, [order.length], 'u32'),
+    uniqueCount: unique.length,
+    dispose() {
+      t.tokens.dispose();
+      t.unique.dispose();
+      t.starts.dispose();
+      t.positions.dispose();
+    },
+  };
+  return t;
+}
+
+/** dtable (cleared here unless accumulate) += scatter of dout rows onto their tokens' rows. */
+export function embeddingBackward(engine: Engine, dout: Tensor, index: TokenIndex, vocab: number, C: number, dtable?: Tensor, accumulate = false): Tensor {
+  const out = dtable ?? engine.empty([vocab, C]);
+  if (!accumulate) engine.clear(out);
+  run(engine, kernel('embeddingBackward', [f32('dout'), u32('uniq'), u32('starts'), u32('pos'), f32('dt', 'read_write')], [['C', 'u32']], `
+  let u = i / p.C;
+  let c = i % p.C;
+  var s = 0.0;
+  for (var k = starts[u]; k < starts[u + 1u]; k++) { s += dout[pos[k] * p.C + c]; }
+  let o = uniq[u] * p.C + c;
+  dt[o] = dt[o] + s;`), [dout, index.unique, index.starts, index.positions, out], index.uniqueCount * C, [C]);
+  return out;
+}
+
+/** dpos[t, c] (+)= Σ_b dout[b, t, c] — the positional embedding's gradient. */
+export function positionalBackward(engine: Engine, dout: Tensor, B: number, T: number, C: number, dpos?: Tensor, accumulate = false): Tensor {
+  const out = dpos ?? engine.empty([T, C]);
+  run(engine, kernel(`positionalBackward${accumulate ? '-acc' : ''}`, [f32('dout'), f32('dp', 'read_write')], [['B', 'u32']], `
+  var s = 0.0;
+  for (var b = 0u; b < p.B; b++) { s += dout[b * p.n + i]; }
+  dp[i] = ${accumulate ? 'dp[i] + ' : ''}s;`), [dout, out], T * C, [B]);
+  return out;
+}
+
+/** out[b, c] = x[b, idx[b], c] (EOT pooling of the text tower). */
+export function gatherRows(engine: Engine, x: Tensor, idx: Tensor, B: number, T: number, C: number): Tensor {
+  check(x, B * T * C, 'gatherRows');
+  const out = engine.empty([B, C]);
+  run(engine, kernel('gatherRows', [f32('x'), u32('idx'), f32('out', 'read_write')], [['T', 'u32'], ['C', 'u32']],
+    '  let b = i / p.C;\n  out[i] = x[(b * p.T + idx[b]) * p.C + i % p.C];'), [x, idx, out], B * C, [T, C]);
+  return out;
+}
+
+export function gatherRowsBackward(engine: Engine, dout: Tensor, idx: Tensor, B: number, T: number, C: number): Tensor {
+  const dx = engine.zeros([B, T, C]);
+  run(engine, kernel('gatherRowsBackward', [f32('dout'), u32('idx'), f32('dx', 'read_write')], [['T', 'u32'], ['C', 'u32']],
+    '  let b = i / p.C;\n  dx[(b * p.T + idx[b]) * p.C + i % p.C] = dout[i];'), [dout, idx, dx], B * C, [T, C]);
+  return dx;
+}
+
+/**
+ * Patch extraction for a patch-embedding conv with stride = kernel = P: images [B, Ch, H, W] →
+ * [B, (H/P)·(W/P), Ch·P·P], each patch flattened as (channel, y, x) like a PyTorch conv weight [out, Ch, P, P].
+ * The patch embedding is then a matmul with the flattened weight (transposed). Images need no gradient.
+ */
+export function im2col(engine: Engine, images: Tensor, B: number, Ch: number, H: number, W: number, P: number): Tensor {
+  check(images, B * Ch * H * W, 'im2col');
+  const gh = Math.floor(H / P);
+  const gw = Math.floor(W / P);
+  const K = Ch * P * P;
+  const out = engine.empty([B, gh * gw, K]);
+  run(engine, kernel('im2col', [f32('img'), f32('out', 'read_write')], [['Ch', 'u32'], ['H', 'u32'], ['W', 'u32'], ['P', 'u32'], ['gw', 'u32'], ['L', 'u32']], `
+  let K = p.Ch * p.P * p.P;
+  let k = i % K;
+  let l = (i / K) % p.L;
+  let b = i / (K * p.L);
+  let ch = k / (p.P * p.P);
+  let py = (k / p.P) % p.P;
+  let px = k % p.P;
+  let y = (l / p.gw) * p.P + py;
+  let x = (l % p.gw) * p.P + px;
+  out[i] = img[((b * p.Ch + ch) * p.H + y) * p.W + x];`), [images, out], B * gh * gw * K, [Ch, H, W, P, gw, gh * gw]);
+  return out;
+}
+
+// ---------------------------------------------------------------- CLIP head
+
+/** y = x/‖x‖ per row; norms kept for the backward pass. */
+export function l2normalize(engine: Engine, x: Tensor, rows: number, C: number, eps = 1e-12): { y: Tensor; norms: Tensor } {
+  const y = engine.empty(x.shape);
+  const norms = engine.empty([rows]);
+  run(engine, kernel('l2normalize', [f32('x'), f32('y', 'read_write'), f32('norms', 'read_write')], [['C', 'u32'], ['eps', 'f32']], `
+  let base = i * p.C;
+  var s = 0.0;
+  for (var c = 0u; c < p.C; c++) { s += x[base + c] * x[base + c]; }
+  let nrm = max(sqrt(s), p.eps);
+  for (var c = 0u; c < p.C; c++) { y[base + c] = x[base + c] / nrm; }
+  norms[i] = nrm;`), [x, y, norms], rows, [C, eps]);
+  return { y, norms };
+}
+
+/** dx = (dy − y·(y·dy))/‖x‖. */
+export function l2normalizeBackward(engine: Engine, dy: Tensor, y: Tensor, norms: Tensor, rows: number, C: number): Tensor {
+  const dx = engine.empty(y.shape);
+  run(engine, kernel('l2normalizeBackward', [f32('dy'), f32('y'), f32('norms'), f32('dx', 'read_write')], [['C', 'u32']], `
+  let base = i * p.C;
+  var d = 0.0;
+  for (var c = 0u; c < p.C; c++) { d += y[base + c] * dy[base + c]; }
+  let inv = 1.0 / norms[i];
+  for (var c = 0u; c < p.C; c++) { dx[base + c] = (dy[base + c] - y[base + c] * d) * inv; }`), [dy, y, norms, dx], rows, [C]);
+  return dx;
+}
+
+/** out = exp(s[0])·x — CLIP's learnable logit scale, kept on the GPU (no readback). */
+export function scaleByExp(engine: Engine, x: Tensor, s: Tensor, maxLogScale = Infinity): Tensor {
+  const out = engine.empty(x.shape);
+  run(engine, kernel('scaleByExp', [f32('x'), f32('s'), f32('out', 'read_write')], [['maxLog', 'f32']],
+    '  out[i] = exp(min(s[0], p.maxLog)) * x[i];'), [x, s, out], x.size, [Math.min(maxLogScale, 3.4e38)]);
+  return out;
+}
+
+/** Gradients of out = exp(s)·x: dx = exp(s)·dout, ds = Σ dout·out. */
+export function scaleByExpBackward(engine: Engine, dout: Tensor, out: Tensor, s: Tensor, maxLogScale = Infinity): { dx: Tensor; ds: Tensor } {
+  const dx = engine.empty(out.shape);
+  const prod = engine.empty(out.shape);
+  run(engine, kernel('scaleByExpBackward', [f32('dout'), f32('out'), f32('s'), f32('dx', 'read_write'), f32('prod', 'read_write')], [['maxLog', 'f32']],
+    '  dx[i] = exp(min(s[0], p.maxLog)) * dout[i];\n  prod[i] = dout[i] * out[i];'), [dout, out, s, dx, prod], out.size, [Math.min(maxLogScale, 3.4e38)]);
+  const ds = sumAll(engine, prod);
+  prod.dispose();
+  return { dx, ds };
+}
+
+/**
+ * CLIP's symmetric contrastive loss for logits [N, N] (image i ↔ text i): (CE(rows) + CE(columns))/2, mean over
+ * N. Returns the loss [1] and its gradient (fused: the loss is where backward starts), scaled by `gradScale`.
+ */
+export function clipLoss(engine: Engine, logits: Tensor, N: number, gradScale = 1): { loss: Tensor; dlogits: Tensor } {
+  check(logits, N * N, 'clipLoss');
+  const lse = engine.empty([2 * N]);
+  const terms = engine.empty([2 * N]);
+  run(engine, kernel('clipLossLse', [f32('z'), f32('lse', 'read_write'), f32('terms', 'read_write')], [['N', 'u32']], `
+  let col = i >= p.N;
+  let r = select(i, i - p.N, col);
+  let stride = select(p.N, 1u, col);
+  let step = select(1u, p.N, col);
+  let start = r * stride;
+  var mx = -3.4e38;
+  for (var k = 0u; k < p.N; k++) { mx = max(mx, z[start + k * step]); }
+  var s = 0.0;
+  for (var k = 0u; k < p.N; k++) { s += exp(z[start + k * step] - mx); }
+  let l = mx + log(s);
+  lse[i] = l;
+  terms[i] = l - z[r * p.N + r];`), [logits, lse, terms], 2 * N, [N]);
+  const loss = sumAll(engine, terms, engine.empty([1]), 0, 1 / (2 * N));
+  const dlogits = engine.empty([N, N]);
+  run(engine, kernel('clipLossGrad', [f32('z'), f32('lse'), f32('dz', 'read_write')], [['N', 'u32'], ['scale', 'f32']], `
+  let r = i / p.N;
+  let c = i % p.N;
+  let eye = select(0.0, 1.0, r == c);
+  dz[i] = p.scale * ((exp(z[i] - lse[r]) - eye) + (exp(z[i] - lse[p.N + c]) - eye));`), [logits, lse, dlogits], N * N, [N, gradScale / (2 * N)]);
+  lse.dispose();
+  terms.dispose();
+  return { loss, dlogits };
+}
+
+/** Mean softmax cross-entropy of logits [rows, V] against targets (u32 [rows]); fused gradient ·gradScale. */
+export function crossEntropy(engine: Engine, logits: Tensor, targets: Tensor, rows: number, V: number, gradScale = 1): { loss: Tensor; dlogits: Tensor } {
+  check(logits, rows * V, 'crossEntropy');
+  const losses = engine.empty([rows]);
+  const dlogits = engine.empty([rows, V]);
+  run(engine, kernel('crossEntropy', [f32('z'), u32('targets'), f32('losses', 'read_write'), f32('dz', 'read_write')], [['V', 'u32'], ['scale', 'f32']], `
+  let base = i * p.V;
+  var mx = -3.4e38;
+  for (var k = 0u; k < p.V; k++) { mx = max(mx, z[base + k]); }
+  var s = 0.0;
+  for (var k = 0u; k < p.V; k++) { s += exp(z[base + k] - mx); }
+  let lse = mx + log(s);
+  let t = targets[i];
+  losses[i] = lse - z[base + t];
+  for (var k = 0u; k < p.V; k++) { dz[base + k] = p.scale * (exp(z[base + k] - lse) - select(0.0, 1.0, k == t)); }`),
+  [logits, targets, losses, dlogits], rows, [V, gradScale / rows]);
+  const loss = sumAll(engine, losses, engine.empty([1]), 0, 1 / rows);
+  losses.dispose();
+  return { loss, dlogits };
+}
+
+// ---------------------------------------------------------------- optimizer
+
+export interface AdamWSettings {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** Decoupled weight decay for this tensor: 0 for the ones the mask excludes (gains, biases, logit scale…). */
+  weightDecay: number;
+  /** 1-based step count, for the bias corrections. */
+  step: number;
+  /** Clip the global gradient norm to this (with `norm` given). */
+  maxNorm?: number;
+}
+
+/**
+ * Fused AdamW (torch.optim.AdamW semantics): p ← p·(1 − lr·wd) − lr·m̂/(√v̂ + eps). With a global-norm tensor
+ * the gradient is first scaled by min(1, maxNorm/(norm + 1e-6)) (torch's clip_grad_norm_), read on the GPU.
+ */
+export function adamw(engine: Engine, param: Tensor, grad: Tensor, m: Tensor, v: Tensor, o: AdamWSettings, norm?: Tensor): void {
+  check(grad, param.size, 'adamw grad');
+  const bc1 = 1 - o.beta1 ** o.step;
+  const bc2 = 1 - o.beta2 ** o.step;
+  const clip = norm && o.maxNorm !== undefined;
+  const normBuf = clip ? norm : grad; // unused binding when not clipping (kept for one layout)
+  run(engine, kernel(`adamw${clip ? '-clip' : ''}`, [f32('param', 'read_write'), f32('grad'), f32('m', 'read_write'), f32('v', 'read_write'), f32('norm')],
+    [['lr', 'f32'], ['b1', 'f32'], ['b2', 'f32'], ['eps', 'f32'], ['wd', 'f32'], ['bc1', 'f32'], ['bc2', 'f32'], ['maxNorm', 'f32']], `
+  var g = grad[i];
+  ${clip ? 'g = g * min(1.0, p.maxNorm / (norm[0] + 1e-6));' : 'let unused = norm[0];'}
+  let mi = p.b1 * m[i] + (1.0 - p.b1) * g;
+  let vi = p.b2 * v[i] + (1.0 - p.b2) * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  let mhat = mi / p.bc1;
+  let vhat = vi / p.bc2;
+  param[i] = param[i] * (1.0 - p.lr * p.wd) - p.lr * mhat / (sqrt(vhat) + p.eps);`),
+  [param, grad, m, v, normBuf], param.size, [o.lr, o.beta1, o.beta2, o.eps, o.weightDecay, bc1, bc2, o.maxNorm ?? 0]);
+}
+
+/** Global L2 norm of a set of gradients, as a [1] tensor on the GPU. */
+export function gradNorm(engine: Engine, grads: readonly Tensor[]): Tensor {
+  const parts = engine.empty([grads.length]);
+  grads.forEach((g, k) => sumSquares(engine, g, parts, k));
+  const norm = sqrtSum(engine, parts);
+  parts.dispose();
+  return norm;
+}
