@@ -40,6 +40,16 @@ if (only !== '--browser') groups.push({ name: 'unit', files: testFiles(join(root
 if (only !== '--unit') groups.push({ name: 'browser', files: testFiles(join(root, 'test/browser')) });
 
 let failed = false;
+// Type errors fail the run before any test: strict TypeScript is part of the contract.
+if (!args.includes('--no-typecheck') && !filters.length) {
+  console.log('== typecheck (tsc --noEmit, svelte-check)');
+  const tsc = spawnSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '--noEmit', '-p', 'tsconfig.json'], { cwd: root, stdio: 'inherit' });
+  const svelte = tsc.status === 0 && spawnSync(process.execPath, [join(root, 'node_modules/svelte-check/bin/svelte-check'), '--tsconfig', './tsconfig.json', '--threshold', 'error', '--output', 'human'], { cwd: root, stdio: 'inherit' });
+  if (tsc.status !== 0 || svelte.status !== 0) {
+    console.log('\ntotal: 0 passed, 1 failed, 0 skipped');
+    process.exit(1);
+  }
+}
 const totals = { passed: 0, failed: 0, skipped: 0 };
 const tapDir = mkdtempSync(join(tmpdir(), 'dcw-test-'));
 for (const group of groups) {

@@ -1,7 +1,10 @@
 import { Command, CommanderError } from 'commander';
 import { FormatError } from '../../src/core/formats/errors.ts';
+import { registerInspect } from './commands/inspect.ts';
 import { registerPlannedCommands } from './commands/planned.ts';
+import { registerContamination, registerPoolBuild } from './commands/pool.ts';
 import { registerServe } from './commands/serve.ts';
+import { registerUids } from './commands/uids.ts';
 import { UserError } from './errors.ts';
 
 const program = new Command('dcw')
@@ -11,6 +14,10 @@ const program = new Command('dcw')
   .exitOverride();
 
 registerServe(program);
+registerUids(program);
+registerInspect(program);
+registerPoolBuild(program.command('pool').description('build the embedded default pool (and its held-out evaluation suite)'));
+registerContamination(program);
 registerPlannedCommands(program);
 
 try {

@@ -16,7 +16,7 @@ for (const adapter of ['core', 'compat'] as AdapterKind[]) {
         const [m, k, n] = [37, 29, 23]; // odd sizes on purpose
         const a = Float32Array.from({ length: m * k }, (_, i) => Math.sin(i));
         const b = Float32Array.from({ length: k * n }, (_, i) => Math.cos(i * 0.5));
-        const mk = (data: Float32Array, usage: number) => {
+        const mk = (data: Float32Array<ArrayBuffer>, usage: number) => {
           const buf = device.createBuffer({ size: data.byteLength, usage: usage | GPUBufferUsage.COPY_DST });
           device.queue.writeBuffer(buf, 0, data);
           return buf;

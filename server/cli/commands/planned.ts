@@ -10,14 +10,6 @@ const SCALES = ['small', 'medium', 'large', 'xlarge'];
 const BASELINES = ['no_filter', 'basic_filter', 'text_based', 'image_based', 'image_based_intersect_clip_score', 'clip_score', 'laion2b'];
 
 export function registerPlannedCommands(program: Command): void {
-  const pool = program.command('pool').description('build, describe or delete a candidate pool (the embedded default or your own)');
-  pool
-    .command('build')
-    .description('build the embedded default pool from pinned npm packages (deterministic, offline)')
-    .option('--out <dir>', 'where to write the pool (CommonPool layout: metadata/, shards/)', 'data/pool')
-    .option('--eval-out <dir>', 'where to write the held-out evaluation suite', 'data/eval')
-    .action(() => notYet('pool build', 3, 'building the embedded pool'));
-
   program
     .command('filter')
     .description('apply an official baseline (flags as baselines.py) or a filter recipe, writing a subset .npy')

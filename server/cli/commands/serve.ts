@@ -14,8 +14,15 @@ export function registerServe(program: Command): void {
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port (0 picks a free one)', (v) => parseInt(v, 10), 5173)
     .option('--pool <dir>', 'pool directory (CommonPool layout)', 'data/pool')
+    .option('--eval <dir>', 'evaluation suite directory (clip_benchmark layout)', 'data/eval')
+    .option('--build-pool', 'build the embedded default pool first if the pool directory has none (npm start does)')
     .option('--rebuild', 'rebuild the app even if dist/ exists')
-    .action(async (opts: { host: string; port: number; pool: string; rebuild?: boolean }) => {
+    .action(async (opts: { host: string; port: number; pool: string; eval: string; buildPool?: boolean; rebuild?: boolean }) => {
+      if (opts.buildPool && !poolStatus(resolve(opts.pool)).ready) {
+        console.error(`no pool at ${opts.pool} yet: building the embedded default once (about 2–3 minutes on 2 cores)…`);
+        const { buildPool } = await import('../../pool/build.ts');
+        await buildPool({ out: opts.pool, evalOut: opts.eval, log: (line) => console.error(`pool build: ${line}`) });
+      }
       const appDir = join(REPO, 'dist');
       if (opts.rebuild || !existsSync(join(appDir, 'index.html'))) {
         console.error('building the app (vite build)…');
