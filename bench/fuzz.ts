@@ -60,7 +60,7 @@ const readers: Record<string, { seeds: Uint8Array[]; read: (b: Uint8Array) => Pr
   },
   'uid text': { seeds: [file('numpy/uids', 'uids_100.txt')], read: (b) => parseUidText(b, 'fuzz.txt') },
   parquet: {
-    seeds: ['commonpool-50.snappy.parquet', 'commonpool-50.rowgroups.parquet', 'commonpool-50.gzip.parquet', 'other-types.parquet'].map((n) => file('parquet', n)),
+    seeds: ['commonpool-50.snappy.parquet', 'commonpool-50.rowgroups.parquet', 'commonpool-50.gzip.parquet', 'commonpool-50.zstd.parquet', 'other-types.parquet'].map((n) => file('parquet', n)),
     read: async (b) => (await readParquet(b, 'fuzz.parquet')).toArray().length,
     cases: Math.ceil(cases / 4), // each case decodes a whole table
   },

@@ -70,8 +70,8 @@ test('reads the CommonPool columns of a DuckDB file into the CommonPool Arrow ty
   assert.match(table.getChild('uid')!.get(0)!, /^[0-9a-f]{32}$/);
 });
 
-test('gzip, uncompressed multi-row-group and V2-encoded files read to the same table', async () => {
-  for (const name of ['commonpool-50.gzip.parquet', 'commonpool-50.rowgroups.parquet', 'commonpool-50.v2.parquet']) {
+test('gzip, zstd, uncompressed multi-row-group and V2-encoded files read to the same table', async () => {
+  for (const name of ['commonpool-50.gzip.parquet', 'commonpool-50.zstd.parquet', 'commonpool-50.rowgroups.parquet', 'commonpool-50.v2.parquet']) {
     const table = await readParquet(parquetFixture(name), name);
     assert.deepEqual(tableJson(table), expected.rows, name);
   }
@@ -79,12 +79,22 @@ test('gzip, uncompressed multi-row-group and V2-encoded files read to the same t
   assert.deepEqual(groups.rowGroups, [{ start: 0, rows: 17 }, { start: 17, rows: 17 }, { start: 34, rows: 16 }]);
 });
 
-test('zstd is refused with a FormatError that names the file and the codec', async () => {
+test('damaged zstd pages are refused with a FormatError that names the file', async () => {
   const bytes = parquetFixture('commonpool-50.zstd.parquet');
   const summary = await parquetSchemaSummary(bytes, 'pool.zstd.parquet');
   assert.deepEqual(summary.codecs, ['ZSTD']);
-  await assert.rejects(readParquet(bytes, 'pool.zstd.parquet'), (err: unknown) =>
-    err instanceof FormatError && err.file === 'pool.zstd.parquet' && /ZSTD/.test(err.problem));
+  // Overwrite the zstd frame magic of every page (28 b5 2f fd) so each page's data is no longer zstd.
+  const damaged = new Uint8Array(bytes);
+  let hits = 0;
+  for (let i = 4; i + 4 < damaged.length; i++) {
+    if (damaged[i] === 0x28 && damaged[i + 1] === 0xb5 && damaged[i + 2] === 0x2f && damaged[i + 3] === 0xfd) {
+      damaged[i + 1] = 0x00;
+      hits++;
+    }
+  }
+  assert.ok(hits > 0, 'the fixture should hold zstd frames');
+  await assert.rejects(readParquet(damaged, 'pool.zstd.parquet'), (err: unknown) =>
+    err instanceof FormatError && err.file === 'pool.zstd.parquet' && /zstd/.test(err.problem));
 });
 
 test('selects columns and row ranges, across row-group boundaries, in the order asked', async () => {

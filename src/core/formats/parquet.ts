@@ -22,6 +22,7 @@ import {
   type Data, type Vector,
 } from 'apache-arrow';
 import { gunzipSync, gzipSync } from 'fflate';
+import { decompressZstd } from 'hyparquet-compressors';
 import {
   parquetMetadata, parquetSchema,
   type ColumnMetaData, type CompressionCodec, type DecodedArray, type FileMetaData, type PageHeader,
@@ -788,8 +789,21 @@ function decompress(
       if (got.byteLength !== size) throw corrupt(`gzip data holds ${got.byteLength} bytes, the page header says ${size}`);
       return got;
     }
+    case 'ZSTD': {
+      // zstd has no useful expansion bound (RLE blocks): the page-size limit above is the bound, and the
+      // output buffer is exactly the declared size, so a lying frame cannot make the decoder grow it.
+      const out = new Uint8Array(size);
+      let got: Uint8Array;
+      try {
+        got = decompressZstd(input, out);
+      } catch (err) {
+        throw corrupt(`damaged zstd data (${describe(err)})`);
+      }
+      if (got.byteLength !== size) throw corrupt(`zstd data holds ${got.byteLength} bytes, the page header says ${size}`);
+      return got;
+    }
     default:
-      throw new FormatError(file, `compression codec ${codec} is not supported (snappy, gzip and uncompressed are; zstd needs hyparquet-compressors)`);
+      throw new FormatError(file, `compression codec ${codec} is not supported (snappy, gzip, zstd and uncompressed are)`);
   }
 }
 
