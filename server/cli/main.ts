@@ -4,6 +4,7 @@ import { registerInspect } from './commands/inspect.ts';
 import { registerPlannedCommands } from './commands/planned.ts';
 import { registerContamination, registerPoolBuild } from './commands/pool.ts';
 import { registerServe } from './commands/serve.ts';
+import { registerTokenize } from './commands/tokenize.ts';
 import { registerUids } from './commands/uids.ts';
 import { UserError } from './errors.ts';
 
@@ -18,6 +19,7 @@ registerUids(program);
 registerInspect(program);
 registerPoolBuild(program.command('pool').description('build the embedded default pool (and its held-out evaluation suite)'));
 registerContamination(program);
+registerTokenize(program);
 registerPlannedCommands(program);
 
 try {
