@@ -15,7 +15,7 @@ import { Float32, Int32, Int64, Table, Utf8, vectorFromArray, type DataType } fr
 import { COMMONPOOL_SCHEMA, writeParquet } from '../../src/core/formats/parquet.ts';
 import { writeSamples } from '../../src/core/formats/webdataset.ts';
 import { decodeFingerprint, findMatches, type Fingerprint } from '../../src/core/pool/contamination.ts';
-import { countRows, planPool, type PlannedRow, type RenderSpec } from '../../src/core/pool/plan.ts';
+import { countRows, originalSize, planPool, type PlannedRow, type RenderSpec } from '../../src/core/pool/plan.ts';
 import {
   POOL_FORMAT_VERSION, POOL_SEED, ROWS_PER_METADATA_FILE, SAMPLES_PER_SHARD, TRUTH_COLUMNS, computeKey, pythonJsonDumps, shardName,
   type SampleJson, type TruthRow,
@@ -215,19 +215,20 @@ export async function buildPool(options: BuildOptions): Promise<BuildReport> {
     for (let s = 0; s < chunk.rows.length; s += SAMPLES_PER_SHARD) {
       const part = chunk.rows.slice(s, s + SAMPLES_PER_SHARD);
       const samples: { __key__: string; files: Record<string, Uint8Array> }[] = [];
-      const sp = { uid: [] as string[], caption: [] as string[], url: [] as string[], key: [] as string[], w: [] as number[], h: [] as number[], sha: [] as string[] };
+      const sp = { uid: [] as string[], caption: [] as string[], url: [] as string[], key: [] as string[], w: [] as number[], h: [] as number[], ow: [] as number[], oh: [] as number[], sha: [] as string[] };
       part.forEach(({ row, file }, idx) => {
         const bytes = readFileSync(file);
         const [w, h] = imageSize(bytes);
+        const [ow, oh] = originalSize([w, h], row.truth.image_kind, row.truth.duplicate_of || row.uid);
         const sha = createHash('sha256').update(bytes).digest('hex');
         const key = computeKey(shard, idx);
         const json: SampleJson = {
           uid: row.uid, face_bboxes: [], caption: row.caption, url: row.url, key, status: 'success', error_message: null,
-          width: w, height: h, original_width: w, original_height: h, exif: '{}', sha256: sha,
+          width: w, height: h, original_width: ow, original_height: oh, exif: '{}', sha256: sha,
         };
         samples.push({ __key__: key, files: { jpg: bytes, json: enc.encode(pythonJsonDumps(json)), txt: enc.encode(row.caption) } });
-        meta.uid.push(row.uid); meta.url.push(row.url); meta.text.push(row.caption); meta.w.push(BigInt(w)); meta.h.push(BigInt(h)); meta.sha.push(sha);
-        sp.uid.push(row.uid); sp.caption.push(row.caption); sp.url.push(row.url); sp.key.push(key); sp.w.push(w); sp.h.push(h); sp.sha.push(sha);
+        meta.uid.push(row.uid); meta.url.push(row.url); meta.text.push(row.caption); meta.w.push(BigInt(ow)); meta.h.push(BigInt(oh)); meta.sha.push(sha);
+        sp.uid.push(row.uid); sp.caption.push(row.caption); sp.url.push(row.url); sp.key.push(key); sp.w.push(w); sp.h.push(h); sp.ow.push(ow); sp.oh.push(oh); sp.sha.push(sha);
         truth.push(row.truth);
       });
       const name = shardName(shard);
@@ -243,8 +244,8 @@ export async function buildPool(options: BuildOptions): Promise<BuildReport> {
         error_message: col(sp.uid.map(() => null), new Utf8()),
         width: col(sp.w, new Int32()),
         height: col(sp.h, new Int32()),
-        original_width: col(sp.w, new Int32()),
-        original_height: col(sp.h, new Int32()),
+        original_width: col(sp.ow, new Int32()),
+        original_height: col(sp.oh, new Int32()),
         exif: col(sp.uid.map(() => '{}'), new Utf8()),
         sha256: col(sp.sha, new Utf8()),
       });

@@ -154,6 +154,33 @@ describe('pool build', () => {
     }
   });
 
+  test('original sizes: never below the stored picture, shared by exact duplicates, and size rules keep most clean rows', async () => {
+    const truth = await readParquet(readFileSync(join(a.out, 'ground_truth', 'truth.parquet')), 'truth.parquet');
+    const kindOf = new Map(truth.toArray().map((r) => [String(r.uid), { kind: String(r.image_kind), of: String(r.duplicate_of) }]));
+    const original = new Map<string, [number, number]>();
+    const rows: { uid: string; kind: string; of: string; stored: [number, number]; orig: [number, number] }[] = [];
+    for (const tar of readdirSync(join(a.out, 'shards')).filter((f) => f.endsWith('.tar'))) {
+      for await (const sample of readSamples(fileReadStream(join(a.out, 'shards', tar)), tar)) {
+        const json = JSON.parse(new TextDecoder().decode(sample.files.get('json')!));
+        const t = kindOf.get(json.uid)!;
+        rows.push({ uid: json.uid, ...t, stored: [json.width, json.height], orig: [json.original_width, json.original_height] });
+        original.set(json.uid, [json.original_width, json.original_height]);
+      }
+    }
+    for (const r of rows) {
+      assert.ok(r.orig[0] >= r.stored[0] && r.orig[1] >= r.stored[1], `${r.uid}: original ${r.orig} below stored ${r.stored}`);
+      if (r.kind === 'tiny' || r.kind === 'package_copy') assert.deepEqual(r.orig, r.stored, r.kind);
+      if (r.kind === 'exact_duplicate' && original.has(r.of)) assert.deepEqual(r.orig, original.get(r.of), 'an exact duplicate reports its source\'s size');
+    }
+    // basic_filter's size rules (min side >= 200, aspect <= 3) act on real-looking sizes: most clean rows pass, no tiny one does.
+    const passes = (r: (typeof rows)[number]) => Math.min(...r.orig) >= 200 && Math.max(...r.orig) / Math.min(...r.orig) <= 3;
+    const clean = rows.filter((r) => r.kind === 'clean');
+    const share = clean.filter(passes).length / clean.length;
+    assert.ok(share > 0.5 && share < 0.95, `share of clean rows passing the size rules: ${share}`);
+    assert.equal(rows.filter((r) => r.kind === 'tiny' && passes(r)).length, 0);
+    assert.equal(rows.filter((r) => r.kind === 'odd_aspect' && passes(r)).length, 0);
+  });
+
   test('the evaluation suite is in the clip_benchmark layout, with a DataComp-like task list', async () => {
     const yml = readFileSync(join(a.evalOut, 'tasklist.yml'), 'utf8');
     for (const key of ['emoji_group', 'emoji_subgroup', 'flag_country', 'icon_category', 'emoji_retrieval']) {

@@ -48,6 +48,36 @@ export const CAPTION_QUOTAS: Record<Component, Partial<Record<CaptionKind, numbe
 /** Image noise, as fractions of the original (non-copy) rows. */
 export const IMAGE_QUOTAS = { tiny: 0.04, odd_aspect: 0.03, exact_duplicate: 0.04, near_duplicate: 0.03 } as const;
 
+/**
+ * The size each picture "was published at" (longest side), the pool's `original_width/height`. CommonPool
+ * stores downloads resized to at most 512 px and records the size before resizing; the embedded pool stores
+ * its pictures smaller still (64–128 px, to keep the pool small) and records a plausible web size, so that
+ * size rules such as basic_filter's `min(w, h) >= 200` act as they do on real data: they drop the small
+ * publications (128 and 192 px, 20% here) and the tiny and odd-aspect noise, not every row.
+ */
+export const ORIGINAL_SIZES: [longest: number, weight: number][] = [[128, 0.08], [192, 0.12], [256, 0.2], [384, 0.15], [512, 0.25], [768, 0.1], [1024, 0.1]];
+
+/**
+ * A row's original size from its stored size. Drawn from the uid's own bits (not the plan's generator, so the
+ * rest of the plan is unchanged); duplicates and copies use the uid of the row they repeat, so an exact
+ * duplicate reports the same original size as its source. Tiny pictures and package copies (the 64 px PNGs
+ * emoji-datasource ships) were published at the size they are stored at.
+ */
+export function originalSize(stored: [number, number], imageKind: ImageKind, sizeUid: string): [number, number] {
+  if (imageKind === 'tiny' || imageKind === 'package_copy') return stored;
+  let r = parseInt(sizeUid.slice(-8), 16) / 2 ** 32;
+  let longest = ORIGINAL_SIZES[ORIGINAL_SIZES.length - 1]![0];
+  for (const [size, weight] of ORIGINAL_SIZES) {
+    r -= weight;
+    if (r < 0) {
+      longest = size;
+      break;
+    }
+  }
+  const scale = Math.max(1, longest / Math.max(stored[0], stored[1]));
+  return [Math.max(1, Math.round(stored[0] * scale)), Math.max(1, Math.round(stored[1] * scale))];
+}
+
 /** Render sizes of clean pictures (longest side) and their shares. */
 export const SIZES: [size: number, weight: number][] = [[64, 0.45], [96, 0.35], [128, 0.2]];
 
