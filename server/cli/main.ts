@@ -1,7 +1,9 @@
 import { Command, CommanderError } from 'commander';
 import { FormatError } from '../../src/core/formats/errors.ts';
 import { registerInspect } from './commands/inspect.ts';
+import { registerFilter } from './commands/filter.ts';
 import { registerPlannedCommands } from './commands/planned.ts';
+import { registerReshard } from './commands/reshard.ts';
 import { registerContamination, registerPoolBuild } from './commands/pool.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTokenize } from './commands/tokenize.ts';
@@ -20,6 +22,8 @@ registerInspect(program);
 registerPoolBuild(program.command('pool').description('build the embedded default pool (and its held-out evaluation suite)'));
 registerContamination(program);
 registerTokenize(program);
+registerFilter(program);
+registerReshard(program);
 registerPlannedCommands(program);
 
 try {

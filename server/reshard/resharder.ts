@@ -1,0 +1,371 @@
+/**
+ * `dcw reshard`: resharder.py's algorithm (facts §4) on local folders, streaming: each input shard is read
+ * through the tar reader a chunk at a time and each output shard is written through an atomic file
+ * stream, so memory holds one sample (plus the optional shuffle buffer), whatever the pool size.
+ *
+ * Where this differs from the official script, and why:
+ * - Output shard numbers: the official workers take numbers from a shared counter when they open a shard,
+ *   so the numbering depends on timing. Here each worker writes under temporary names and the shards are
+ *   numbered in worker order at the end, so the same inputs and flags give the same files.
+ * - tar mtime is 0 (webdataset writes the wall clock), for the same reason.
+ * - An unsorted subset file is refused (the official binary search would silently miss uids).
+ * - --shuffle-bufsize shuffles with the workbench's seeded Rng, not Python's random.
+ * - The output directory is created when missing; --blur-metadata-map/--apply-blur/--inject-blur-metadata
+ *   are not supported yet (the embedded pool and CommonPool downloads are already blurred).
+ */
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { join, normalize } from 'node:path';
+import { isSortedWords, decodeSubsetWords } from '../../src/core/formats/uid.ts';
+import { TarWriter } from '../../src/core/formats/tar.ts';
+import { readSamples, sampleEntries, type WdsSample } from '../../src/core/formats/webdataset.ts';
+import { formatShardName, guessNumShards, planTasks, SubsetIndex, type Shard } from '../../src/core/reshard/plan.ts';
+import { Rng } from '../../src/core/util/random.ts';
+import { UserError } from '../cli/errors.ts';
+import { fileReadStream, fileWriteStream, writeFileAtomic } from '../io/streams.ts';
+
+export interface ReshardOptions {
+  inputDir: string;
+  outputDir: string;
+  subsetFile: string;
+  numShards?: number;
+  firstShard?: number;
+  numWorkers?: number;
+  shardSize?: number;
+  shardFormat?: string;
+  outputShardFormat?: string;
+  shardStatsFormat?: string;
+  outputShardStatsFormat?: string;
+  shardTable?: string;
+  writeShardTable?: boolean;
+  shuffleBufsize?: number;
+  blurMetadataMap?: string;
+  applyBlur?: boolean;
+  injectBlurMetadata?: boolean;
+  reencodeWebpQuality?: string | number;
+  dryRun?: boolean;
+  overwrite?: boolean;
+  verbose?: number;
+  quiet?: number;
+  /** Log lines (info and warnings); default: stderr. */
+  log?: (level: 'info' | 'warn' | 'error' | 'debug', message: string) => void;
+}
+
+export interface ReshardState {
+  processed_count: number;
+  output_count: number;
+  blur_count: number;
+  blur_time: number;
+  output_shard_count: number;
+  worker_success: number;
+}
+
+export interface ReshardReport extends ReshardState {
+  inputShards: number;
+  missingShards: number;
+  expectedSamples: number;
+  subsetSize: number;
+  /** Subset entries that matched no input sample (the official warning). */
+  notFound: number;
+  errors: string[];
+  seconds: number;
+  bytesRead: number;
+  bytesWritten: number;
+}
+
+/** Per output sample, webdataset's TarWriter size accounting: header + body padded to 512 per member. */
+function sampleTarBytes(sample: WdsSample): number {
+  let n = 0;
+  for (const [, data] of sample.files) n += 512 + Math.ceil(data.length / 512) * 512;
+  return n;
+}
+
+const MAX_SHARD_BYTES = 3e9;
+
+/** Python's json.dumps of a flat object with its default separators and ensure_ascii. */
+export function pyJsonDumps(obj: Record<string, string | number>): string {
+  const ascii = (s: string) => JSON.stringify(s).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return `{${Object.entries(obj).map(([k, v]) => `${ascii(k)}: ${typeof v === 'number' ? String(v) : ascii(v)}`).join(', ')}}`;
+}
+
+export async function reshard(opts: ReshardOptions): Promise<ReshardReport> {
+  const started = performance.now();
+  const o = {
+    firstShard: 0, numWorkers: 1, shardSize: 10000, shardFormat: '{:08d}.tar', outputShardFormat: '{:08d}.tar',
+    shardStatsFormat: '{:08d}_stats.json', outputShardStatsFormat: '{:08d}_stats.json', shardTable: 'sizes.json',
+    shuffleBufsize: 0, reencodeWebpQuality: 100, ...opts,
+  };
+  const level = Math.max(0, Math.min(4, 1 - (o.verbose ?? 0) + (o.quiet ?? 0)));
+  const levels = { debug: 0, info: 1, warn: 2, error: 3 } as const;
+  const log = (lvl: keyof typeof levels, message: string) => {
+    if (levels[lvl] < level) return;
+    if (o.log) o.log(lvl, message);
+    else process.stderr.write(`[${lvl.toUpperCase()}] ${message}\n`);
+  };
+  if (o.blurMetadataMap || o.applyBlur || o.injectBlurMetadata) {
+    throw new UserError('reshard: --blur-metadata-map, --apply-blur and --inject-blur-metadata are not supported yet (shards from img2dataset and the embedded pool are already blurred)');
+  }
+  for (const [flag, v] of [['--shard-size', o.shardSize], ['-j/--num-workers', o.numWorkers]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new UserError(`reshard: ${flag} must be a positive integer, got ${v}`);
+  }
+  for (const fmt of [o.shardFormat, o.outputShardFormat, o.shardStatsFormat, o.outputShardStatsFormat]) {
+    try {
+      formatShardName(fmt, 0);
+    } catch (err) {
+      throw new UserError(`reshard: ${(err as Error).message}`);
+    }
+  }
+  const exists = async (p: string) => stat(p).then((s) => s.isFile(), () => false);
+
+  // 1. input shards and their sizes
+  const inputStat = await stat(o.inputDir).catch(() => undefined);
+  if (!inputStat?.isDirectory()) throw new UserError(`reshard: --input-dir ${o.inputDir} is not a directory`);
+  let table: Record<string, number> = {};
+  const tablePath = join(o.inputDir, o.shardTable);
+  const hadTable = await exists(tablePath);
+  if (hadTable) {
+    try {
+      table = JSON.parse(await readFile(tablePath, 'utf8')) as Record<string, number>;
+      log('info', `loaded shard table ${tablePath} with ${Object.keys(table).length} shards`);
+    } catch (err) {
+      log('error', `shard table parsing error: ${(err as Error).message}`);
+    }
+  }
+  let numShards = o.numShards;
+  if (!numShards) {
+    try {
+      numShards = await guessNumShards((id) => exists(join(o.inputDir, formatShardName(o.shardFormat, id))), o.firstShard);
+    } catch (err) {
+      throw new UserError(`reshard: ${o.inputDir}: ${(err as Error).message} (${formatShardName(o.shardFormat, o.firstShard)}, …)`);
+    }
+    log('info', `binary search found ${numShards} potential shards`);
+  }
+  const shards: Shard[] = [];
+  let offset = 0;
+  let missing = 0;
+  for (let id = o.firstShard; id < o.firstShard + numShards; id++) {
+    const name = formatShardName(o.shardFormat, id);
+    if (!(name in table)) {
+      const statsPath = join(o.inputDir, formatShardName(o.shardStatsFormat, id));
+      if ((await exists(statsPath)) && (await exists(join(o.inputDir, name)))) {
+        const stats = JSON.parse(await readFile(statsPath, 'utf8')) as { successes?: unknown };
+        const size = Number(stats.successes);
+        if (!Number.isInteger(size) || size < 0) throw new UserError(`reshard: ${statsPath}: "successes" is not a sample count`);
+        table[name] = size;
+      }
+    }
+    if (name in table) {
+      shards.push({ shardId: id, dataStart: offset, size: table[name]! });
+      offset += table[name]!;
+    } else {
+      log('debug', `missing shard ${name}`);
+      missing++;
+    }
+  }
+  if (missing) log('warn', `${missing} shards were missing; use -v to see the list`);
+  if (!shards.length) throw new UserError(`reshard: ${o.inputDir}: no input shard has both its tar and its stats file`);
+  const totalData = offset;
+  log('info', `found a total of ${shards.length} shards with ${totalData} examples`);
+  if (o.writeShardTable && !hadTable && !o.dryRun) await writeFileAtomic(tablePath, new TextEncoder().encode(JSON.stringify(table)));
+
+  // 2. subset (checked before anything in the output directory is touched)
+  const subsetBytes = new Uint8Array(await readFile(o.subsetFile).catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(`reshard: --subset-file ${o.subsetFile}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+  }));
+  const subsetWords = decodeSubsetWords(subsetBytes, o.subsetFile);
+  if (!isSortedWords(subsetWords)) throw new UserError(`reshard: ${o.subsetFile}: the uids are not sorted (np.sort them, or write the file with dcw filter / dcw uids encode)`);
+  const subset = new SubsetIndex(subsetWords);
+  log('info', `selecting a subset of ${subset.size} examples`);
+
+  // 3. output directory
+  if (!o.dryRun) {
+    await mkdir(o.outputDir, { recursive: true });
+    const entries = await readdir(o.outputDir, { withFileTypes: true });
+    if (entries.length && !o.overwrite) throw new UserError(`reshard: refusing to overwrite non-empty directory ${o.outputDir}; skip this check by passing --overwrite`);
+    for (const e of entries) if (e.isFile() || e.isSymbolicLink()) await rm(join(o.outputDir, e.name));
+    await copyFile(o.subsetFile, join(o.outputDir, 'sample_ids.npy'));
+  }
+
+  // 4. workers
+  const numWorkers = Math.min(o.numWorkers, shards.length);
+  const tasks = planTasks(shards, numWorkers);
+  const state: ReshardState = { processed_count: 0, output_count: 0, blur_count: 0, blur_time: 0, output_shard_count: 0, worker_success: 0 };
+  const errors: string[] = [];
+  let bytesRead = 0;
+  let bytesWritten = 0;
+  const workerShards: { temp: string; count: number }[][] = tasks.map(() => []);
+
+  const runWorker = async (w: number, task: Shard[]) => {
+    const outputs = workerShards[w]!;
+    let writer: TarWriter | undefined;
+    let done: Promise<void> | undefined;
+    let count = 0;
+    let size = 0;
+    const closeShard = async () => {
+      if (!writer) return;
+      await writer.finish();
+      await done;
+      outputs[outputs.length - 1]!.count = count;
+      writer = undefined;
+    };
+    const write = async (sample: WdsSample) => {
+      if (o.dryRun) return;
+      if (!writer || count >= o.shardSize || size >= MAX_SHARD_BYTES) {
+        await closeShard();
+        const temp = join(o.outputDir, `.reshard-w${String(w).padStart(3, '0')}-${String(outputs.length).padStart(6, '0')}.tar`);
+        outputs.push({ temp, count: 0 });
+        writer = new TarWriter();
+        const counted = writer.readable.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, c) {
+            bytesWritten += chunk.length;
+            c.enqueue(chunk);
+          },
+        }));
+        done = counted.pipeTo(fileWriteStream(temp));
+        done.catch(() => {});
+        count = 0;
+        size = 0;
+      }
+      for (const entry of sampleEntries(sample)) await writer.add(entry);
+      count++;
+      size += sampleTarBytes(sample);
+    };
+    const rng = new Rng(w);
+    const buffer: WdsSample[] = [];
+    const emit = async (sample: WdsSample) => {
+      if (o.shuffleBufsize <= 0) return write(sample);
+      buffer.push(sample);
+      if (buffer.length >= o.shuffleBufsize) {
+        const k = rng.int(buffer.length);
+        const picked = buffer[k]!;
+        buffer[k] = buffer[buffer.length - 1]!;
+        buffer.pop();
+        await write(picked);
+      }
+    };
+    let processed = 0;
+    try {
+      for (const shard of task) {
+        const name = formatShardName(o.shardFormat, shard.shardId);
+        const path = join(o.inputDir, name);
+        const stream = fileReadStream(path).pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, c) {
+            bytesRead += chunk.length;
+            c.enqueue(chunk);
+          },
+        }));
+        try {
+          for await (const sample of readSamples(stream, path, { duplicates: 'new-sample' })) {
+            const json = sample.files.get('json');
+            if (!json) {
+              errors.push(`missing json for ${path}/${sample.__key__}, skipping`);
+              log('error', errors[errors.length - 1]!);
+              continue;
+            }
+            let uid: unknown;
+            try {
+              uid = (JSON.parse(new TextDecoder().decode(json)) as { uid?: unknown }).uid;
+            } catch (err) {
+              errors.push(`${path}/${sample.__key__}.json: ${(err as Error).message}`);
+              log('error', errors[errors.length - 1]!);
+              continue;
+            }
+            const key = typeof uid === 'string' ? SubsetIndex.parseUid(uid) : undefined;
+            if (!key) {
+              errors.push(`${path}/${sample.__key__}.json: uid ${JSON.stringify(uid)} is not a 128-bit hex number`);
+              log('error', errors[errors.length - 1]!);
+              continue;
+            }
+            const n = subset.count(key);
+            for (let j = 0; j < n; j++) {
+              await emit({ __key__: `${uid as string}-${j}`, files: sample.files });
+              state.output_count++;
+            }
+            processed++;
+            state.processed_count++;
+          }
+        } catch (err) {
+          // webdataset's handler logs and goes on with the next shard
+          errors.push(`webdataset error: ${path}: ${(err as Error).message}`);
+          log('error', errors[errors.length - 1]!);
+        }
+      }
+      while (buffer.length) {
+        const k = rng.int(buffer.length);
+        const picked = buffer[k]!;
+        buffer[k] = buffer[buffer.length - 1]!;
+        buffer.pop();
+        await write(picked);
+      }
+      await closeShard();
+      const expected = task.reduce((n, s) => n + s.size, 0);
+      if (processed !== expected) log('error', `worker ${w}: expected ${expected} samples but found ${processed}`);
+      state.worker_success++;
+    } catch (err) {
+      await writer?.abort(err).catch(() => {});
+      throw err;
+    }
+  };
+  try {
+    await Promise.all(tasks.map((task, w) => runWorker(w, task)));
+  } catch (err) {
+    for (const outs of workerShards) for (const out of outs) await rm(out.temp, { force: true });
+    throw err;
+  }
+
+  // 5. number the output shards in worker order and write their stats
+  if (!o.dryRun) {
+    for (const outs of workerShards) {
+      for (const out of outs) {
+        const index = state.output_shard_count++;
+        await rename(out.temp, join(o.outputDir, formatShardName(o.outputShardFormat, index)));
+        await writeFileAtomic(join(o.outputDir, formatShardName(o.outputShardStatsFormat, index)), new TextEncoder().encode(pyJsonDumps({ successes: out.count })));
+      }
+    }
+  } else {
+    state.output_shard_count = 0;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  log('info', `processed ${state.processed_count} images in ${seconds.toFixed(3)}s (${(state.processed_count / seconds).toFixed(2)} images/sec)`);
+  if (state.processed_count !== totalData) log('error', `expected ${totalData} samples but found ${state.processed_count}`);
+  log('info', `output ${state.output_count} images`);
+  const notFound = subset.size - state.output_count;
+  if (notFound !== 0) log('warn', `${notFound} images in the subset were not found in the input!`);
+  log('info', `wrote ${state.output_shard_count} output shards`);
+
+  if (!o.dryRun) {
+    // meta.json: the official stringified args (argparse order), the counters, cwd
+    const py = (v: unknown) => (v === undefined || v === null ? 'None' : typeof v === 'boolean' ? (v ? 'True' : 'False') : String(v));
+    const pyCount = (n: number | undefined) => (n ? `[${Array(n).fill(1).join(', ')}]` : 'None');
+    const meta = {
+      input_dir: normalize(o.inputDir).replace(/\/$/, ''),
+      output_dir: normalize(o.outputDir).replace(/\/$/, ''),
+      subset_file: normalize(o.subsetFile),
+      num_shards: py(opts.numShards),
+      first_shard: py(o.firstShard),
+      num_workers: py(numWorkers),
+      shard_size: py(o.shardSize),
+      shard_format: o.shardFormat,
+      output_shard_format: o.outputShardFormat,
+      shard_stats_format: o.shardStatsFormat,
+      output_shard_stats_format: o.outputShardStatsFormat,
+      shard_table: normalize(o.shardTable),
+      write_shard_table: py(Boolean(o.writeShardTable)),
+      shuffle_bufsize: py(o.shuffleBufsize),
+      blur_metadata_map: 'None',
+      apply_blur: 'False',
+      inject_blur_metadata: 'False',
+      reencode_webp_quality: py(o.reencodeWebpQuality),
+      dry_run: py(Boolean(o.dryRun)),
+      overwrite: py(Boolean(o.overwrite)),
+      verbose: pyCount(o.verbose),
+      quiet: pyCount(o.quiet),
+      ...state,
+      cwd: process.cwd(),
+    };
+    await writeFileAtomic(join(o.outputDir, 'meta.json'), new TextEncoder().encode(pyJsonDumps(meta)));
+  }
+  return {
+    ...state, inputShards: shards.length, missingShards: missing, expectedSamples: totalData, subsetSize: subset.size, notFound,
+    errors, seconds, bytesRead, bytesWritten,
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * Filter recipes: named subsets (official baselines, expressions over metadata columns, top-k or top
+ * fraction of any score expression) combined by set algebra, and a record of everything that decided the
+ * result (the recipe, detector name and version, pool identity, per-subset counts and thresholds).
+ *
+ *   {
+ *     "recipe": 1,
+ *     "subsets": {
+ *       "basic": {"baseline": "basic_filter"},
+ *       "clip":  {"baseline": "clip_score", "arch": "l14", "fraction": 0.3},
+ *       "big":   {"where": "min(original_width, original_height) >= 300 and words(text) > 2"},
+ *       "best":  {"top": "clip_b32_similarity_score + clip_l14_similarity_score", "k": 1000, "where": "lang(text) == 'en'"}
+ *     },
+ *     "result": "(basic & clip) | best - big"
+ *   }
+ *
+ * Set algebra: `&` (∩), `|` (∪), `-` (−), also written ∩ ∪ −; `&` binds tighter than `|` and `-`, which
+ * go left to right. A result that names one subset is that subset as its rule writes it (a baseline keeps
+ * duplicate uids, as apply_filter.py does); set operations work on distinct uids.
+ * top: `fraction` follows the official rule (threshold = sort_desc(scores)[int(N·f)] over the rows that
+ * pass `where`, keep >=, so ⌊N·f⌋+1 plus ties); `k` keeps scores >= the k-th largest (k plus ties).
+ * Rows with a null score never pass. Same recipe + same pool → same bytes: nothing depends on time or order.
+ */
+import type { Field } from 'apache-arrow';
+import { countDistinctSorted, sortUidWords, uidCount } from '../formats/uid.ts';
+import { detectorInfo, type DetectorInfo, type LanguageDetector } from '../text/langid.ts';
+import { ALL_BASELINES, BaselineOptionError, checkBaselineSpec, runBaseline, type BaselineSpec } from './baselines.ts';
+import { uidWordsColumn, UidWordList } from './columns.ts';
+import { compileExpression, ExpressionError, type CompiledExpression } from './expr.ts';
+import { metadataSchema, scanMetadata, type MetadataFile } from './scan.ts';
+import { intersectSorted, subtractSorted, uniqueSorted, unionSorted } from './sets.ts';
+import { thresholdForFraction64 } from './threshold.ts';
+
+export class RecipeError extends Error {
+  override readonly name = 'RecipeError';
+  constructor(file: string, problem: string) {
+    super(`${file}: ${problem}`);
+  }
+}
+
+export type SubsetRule =
+  | ({ baseline: BaselineSpec['name'] } & Omit<BaselineSpec, 'name'>)
+  | { where: string }
+  | { top: string; k?: number; fraction?: number; where?: string };
+
+export interface Recipe {
+  recipe: 1;
+  description?: string;
+  subsets: Record<string, SubsetRule>;
+  result: string;
+}
+
+const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** Parses and checks a recipe's JSON structure (expressions are checked against the pool in runRecipe). */
+export function parseRecipe(text: string, file: string): Recipe {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new RecipeError(file, `not JSON (${(err as Error).message})`);
+  }
+  const obj = raw as Record<string, unknown>;
+  if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new RecipeError(file, 'a recipe is a JSON object');
+  const extra = Object.keys(obj).filter((k) => !['recipe', 'description', 'subsets', 'result'].includes(k));
+  if (extra.length) throw new RecipeError(file, `unknown key "${extra[0]}" (keys: recipe, description, subsets, result)`);
+  if (obj.recipe !== 1) throw new RecipeError(file, '"recipe" must be 1 (the format version)');
+  if (!obj.subsets || typeof obj.subsets !== 'object' || Array.isArray(obj.subsets) || !Object.keys(obj.subsets).length) {
+    throw new RecipeError(file, '"subsets" must be an object of named subset rules');
+  }
+  for (const [name, rule] of Object.entries(obj.subsets as Record<string, unknown>)) {
+    const at = `subsets.${name}`;
+    if (!NAME.test(name)) throw new RecipeError(file, `${at}: a subset name is letters, digits and _`);
+    if (!rule || typeof rule !== 'object') throw new RecipeError(file, `${at}: must be an object`);
+    const r = rule as Record<string, unknown>;
+    const kinds = ['baseline', 'where', 'top'].filter((k) => k in r && !(k === 'where' && 'top' in r));
+    if (kinds.length !== 1) throw new RecipeError(file, `${at}: give exactly one of "baseline", "where" or "top"`);
+    const allowed = kinds[0] === 'baseline' ? ['baseline', 'arch', 'threshold', 'fraction'] : kinds[0] === 'where' ? ['where'] : ['top', 'k', 'fraction', 'where'];
+    const bad = Object.keys(r).find((k) => !allowed.includes(k));
+    if (bad) throw new RecipeError(file, `${at}: unknown key "${bad}" (allowed: ${allowed.join(', ')})`);
+    if (kinds[0] === 'baseline') {
+      if (!(ALL_BASELINES as readonly unknown[]).includes(r.baseline)) throw new RecipeError(file, `${at}: unknown baseline ${JSON.stringify(r.baseline)} (choices: ${ALL_BASELINES.join(', ')})`);
+      try {
+        checkBaselineSpec({ ...(r as object), name: r.baseline } as BaselineSpec);
+      } catch (err) {
+        if (err instanceof BaselineOptionError) throw new RecipeError(file, `${at}: ${err.message}`);
+        throw err;
+      }
+    }
+    for (const key of ['where', 'top'] as const) if (key in r && typeof r[key] !== 'string') throw new RecipeError(file, `${at}.${key}: must be an expression string`);
+    if (kinds[0] === 'top') {
+      if (('k' in r) === ('fraction' in r)) throw new RecipeError(file, `${at}: give exactly one of "k" and "fraction"`);
+      if ('k' in r && !(Number.isInteger(r.k) && (r.k as number) >= 1)) throw new RecipeError(file, `${at}.k: must be a positive integer`);
+      if ('fraction' in r && !(typeof r.fraction === 'number' && r.fraction >= 0 && r.fraction < 1)) throw new RecipeError(file, `${at}.fraction: must be in [0, 1)`);
+    }
+  }
+  if (typeof obj.result !== 'string') throw new RecipeError(file, '"result" must be a set expression over the subset names, e.g. "a & b - c"');
+  parseSetExpression(obj.result, Object.keys(obj.subsets as object), file);
+  return obj as unknown as Recipe;
+}
+
+type SetNode = { name: string } | { op: '&' | '|' | '-'; a: SetNode; b: SetNode };
+
+function parseSetExpression(src: string, names: readonly string[], file: string): SetNode {
+  const toks = src.replace(/∩/g, '&').replace(/∪/g, '|').replace(/−/g, '-').match(/[A-Za-z_][A-Za-z0-9_]*|[&|()-]|\S/g) ?? [];
+  let p = 0;
+  const fail = (problem: string): never => { throw new RecipeError(file, `"result" ${JSON.stringify(src)}: ${problem}`); };
+  const atom = (): SetNode => {
+    const t = toks[p++];
+    if (t === '(') {
+      const e = union();
+      if (toks[p++] !== ')') fail('missing ")"');
+      return e;
+    }
+    if (t === undefined) return fail('unexpected end');
+    if (!NAME.test(t)) return fail(`unexpected "${t}"`);
+    if (!names.includes(t)) return fail(`no subset named "${t}" (subsets: ${names.join(', ')})`);
+    return { name: t };
+  };
+  const inter = (): SetNode => {
+    let a = atom();
+    while (toks[p] === '&') { p++; a = { op: '&', a, b: atom() }; }
+    return a;
+  };
+  const union = (): SetNode => {
+    let a = inter();
+    while (toks[p] === '|' || toks[p] === '-') { const op = toks[p++] as '|' | '-'; a = { op, a, b: inter() }; }
+    return a;
+  };
+  const root = union();
+  if (p < toks.length) fail(`unexpected "${toks[p]}"`);
+  return root;
+}
+
+export interface RecipeRecord {
+  recipe: Recipe;
+  detector: DetectorInfo | null;
+  pool: unknown;
+  subsets: Record<string, { uids: number; distinct: number; rows_read: number; threshold?: number | null }>;
+  result: { uids: number; distinct: number };
+}
+
+export interface RecipeRun {
+  words: Uint32Array;
+  record: RecipeRecord;
+}
+
+export interface RecipeOptions {
+  detector?: LanguageDetector;
+  onProgress?: (rows: number, file: string) => void;
+  /** Identity of the pool (e.g. server/filters/metadata-dir.ts poolIdentity), copied into the record. */
+  pool?: unknown;
+  /** Name used in errors (default "recipe"). */
+  file?: string;
+}
+
+/** Runs a recipe over the metadata files. Nothing is written here: the caller writes the result and record. */
+export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, options: RecipeOptions = {}): Promise<RecipeRun> {
+  const file = options.file ?? 'recipe';
+  const schema = await metadataSchema(files);
+  const fields: readonly Field[] = schema?.schema.fields ?? [];
+  // compile every expression first, so a typo fails before any pass over the pool
+  const compiled = new Map<string, { where?: CompiledExpression; top?: CompiledExpression }>();
+  const compile = (name: string, key: string, src: string, want: 'bool' | 'num') => {
+    try {
+      return compileExpression(src, fields, want);
+    } catch (err) {
+      if (err instanceof ExpressionError) throw new RecipeError(file, `subsets.${name}.${key}: ${err.message}`);
+      throw err;
+    }
+  };
+  let usesLang = false;
+  for (const [name, rule] of Object.entries(recipe.subsets)) {
+    const c: { where?: CompiledExpression; top?: CompiledExpression } = {};
+    if ('where' in rule && rule.where !== undefined) c.where = compile(name, 'where', rule.where, 'bool');
+    if ('top' in rule) c.top = compile(name, 'top', rule.top, 'num');
+    if ('baseline' in rule && (rule.baseline === 'basic_filter' || rule.baseline === 'laion2b')) usesLang = true;
+    if (c.where?.usesLang || c.top?.usesLang) usesLang = true;
+    compiled.set(name, c);
+  }
+  if (usesLang && !options.detector) throw new RecipeError(file, 'this recipe needs language id (basic_filter, laion2b or lang()), and no detector is available');
+
+  const results = new Map<string, Uint32Array>();
+  const record: RecipeRecord = { recipe, detector: usesLang ? detectorInfo(options.detector!) : null, pool: options.pool ?? null, subsets: {}, result: { uids: 0, distinct: 0 } };
+  for (const [name, rule] of Object.entries(recipe.subsets)) {
+    let words: Uint32Array;
+    let rowsRead = 0;
+    let threshold: number | undefined;
+    if ('baseline' in rule) {
+      const { baseline, ...params } = rule;
+      const r = await runBaseline(files, { name: baseline, ...params }, { detector: options.detector, onProgress: options.onProgress });
+      words = r.words;
+      rowsRead = r.rows;
+      threshold = r.threshold;
+      if (baseline === 'laion2b' && record.detector) record.detector.standsInFor = r.detector?.standsInFor;
+    } else {
+      const c = compiled.get(name)!;
+      const cols = [...new Set(['uid', ...(c.where?.columns ?? []), ...(c.top?.columns ?? [])])];
+      const kept = new UidWordList();
+      const scores: number[] = [];
+      for await (const chunk of scanMetadata(files, cols)) {
+        const uids = uidWordsColumn(chunk.table.getChild('uid')!, chunk.file, chunk.firstRow);
+        const mask = c.where ? (await c.where.evaluate(chunk, options.detector)) as Uint8Array : new Uint8Array(chunk.table.numRows).fill(1);
+        if (c.top) {
+          const s = (await c.top.evaluate(chunk, options.detector)) as Float64Array;
+          for (let i = 0; i < mask.length; i++) if (mask[i]) { kept.push(uids, i); scores.push(s[i]!); }
+        } else kept.pushMasked(uids, mask);
+        rowsRead += chunk.table.numRows;
+        options.onProgress?.(rowsRead, chunk.file);
+      }
+      words = kept.finish();
+      if (c.top && 'top' in rule) {
+        const s = Float64Array.from(scores);
+        if (rule.fraction !== undefined) {
+          threshold = s.length ? thresholdForFraction64(s, rule.fraction) : NaN;
+        } else {
+          const valid = s.filter((x) => x === x).sort();
+          threshold = valid.length ? valid[Math.max(0, valid.length - rule.k!)]! : NaN;
+        }
+        const top = new UidWordList();
+        for (let i = 0; i < s.length; i++) if (s[i]! >= threshold) top.push(words, i);
+        words = top.finish();
+      }
+      words = sortUidWords(words);
+    }
+    results.set(name, words);
+    record.subsets[name] = { uids: uidCount(words), distinct: countDistinctSorted(words), rows_read: rowsRead };
+    if (threshold !== undefined) record.subsets[name]!.threshold = Number.isNaN(threshold) ? null : threshold;
+  }
+  const tree = parseSetExpression(recipe.result, Object.keys(recipe.subsets), file);
+  const evalSet = (n: SetNode): Uint32Array => {
+    if ('name' in n) return results.get(n.name)!;
+    const a = uniqueSorted(evalSet(n.a));
+    const b = uniqueSorted(evalSet(n.b));
+    return n.op === '&' ? intersectSorted(a, b) : n.op === '|' ? unionSorted(a, b) : subtractSorted(a, b);
+  };
+  const words = evalSet(tree);
+  record.result = { uids: uidCount(words), distinct: countDistinctSorted(words) };
+  return { words, record };
+}
