@@ -1,15 +1,19 @@
 /**
  * `npm run bench:gpu`: the engine vs @tensorflow/tfjs-backend-webgpu on one Dawn device in Node.
  *   node --import tsx bench/gpu.ts [--backend auto|vulkan|swiftshader|opengles] [--out DIR] [--max-seconds S]
- *                                  [--no-tfjs] [--quick] [--browser [--adapter compat|core]]
- * Prints the side-by-side table and writes DIR/gpu-<device>.json (default DIR bench/out). --browser runs the
- * same suite in headless Chromium instead (bench/gpu-browser.ts).
+ *                                  [--no-tfjs] [--quick] [--cache DIR] [--reuse-tuning] [--browser [--adapter compat|core]]
+ * Prints the side-by-side table and writes DIR/gpu-<device>.json (default DIR bench/out). On a GPU the matmul
+ * autotune's result is stored per device in CACHE/gpu-tuning.json (default bench/out; server/gpu/tuning.ts);
+ * --reuse-tuning runs with the stored one instead of tuning again; --smoke runs the GPU code path at tiny sizes
+ * on any adapter (a local check of the autotune, e.g. on --backend swiftshader). --browser runs the same suite in headless
+ * Chromium instead (bench/gpu-browser.ts).
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDawn, type DawnBackend } from '../server/gpu/dawn.ts';
 import { Engine } from '../src/core/gpu/engine.ts';
+import { loadTuning, saveTuning } from '../server/gpu/tuning.ts';
 import { formatTable, runGpuSuite, type Tfjs } from './gpu-suite.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -23,6 +27,9 @@ const { values: args } = parseArgs({
     browser: { type: 'boolean', default: false },
     adapter: { type: 'string', default: 'compat' },
     'rebuild-tfjs': { type: 'boolean', default: false },
+    cache: { type: 'string', default: join(ROOT, 'bench/out') },
+    'reuse-tuning': { type: 'boolean', default: false },
+    smoke: { type: 'boolean', default: false },
   },
 });
 
@@ -43,7 +50,9 @@ if (!args['no-tfjs']) {
     console.error(`tfjs could not be loaded (${(err as Error).message}); benchmarking the engine alone`);
   }
 }
-const result = await runGpuSuite({ engine, tfjs, maxSeconds: Number(args['max-seconds']), quick: args.quick, log: (l) => console.error(l) });
+const stored = args['reuse-tuning'] ? loadTuning(engine, args.cache!) : undefined;
+const result = await runGpuSuite({ engine, tfjs, maxSeconds: Number(args['max-seconds']), quick: args.quick, tuning: stored, smoke: args.smoke, log: (l) => console.error(l) });
+if (result.tuning && !stored) console.error(`matmul tuning stored in ${saveTuning(engine, args.cache!, result.tuning)}`);
 const slug = `node-${gpu.backend}-${slugify(engine.info.device || engine.info.description || engine.info.vendor)}`;
 console.log(`\nNode + Dawn (${gpu.backend})`);
 console.log(formatTable(result));

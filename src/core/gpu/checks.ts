@@ -4,7 +4,7 @@
  * app, a quick self-test of a user's device. Each check returns its worst error and the tolerance it used.
  */
 import type { Engine } from './engine.ts';
-import { matmul, type MatmulConfig } from './kernels/matmul.ts';
+import { matmul, tiledConfigError, TILED_DEFAULT, type MatmulConfig } from './kernels/matmul.ts';
 import * as ops from './kernels/ops.ts';
 import * as ref from './reference.ts';
 import { matmulRef } from './reference.ts';
@@ -52,7 +52,7 @@ export const MATMUL_SHAPES: readonly { M: number; N: number; K: number; batch: n
   { M: 12, N: 20, K: 16, batch: 3, broadcastB: true },
 ];
 
-export async function checkMatmul(engine: Engine, config?: MatmulConfig, seed = 1): Promise<CheckResult[]> {
+export async function checkMatmul(engine: Engine, config?: MatmulConfig, seed = 1, splits?: number, unroll?: boolean): Promise<CheckResult[]> {
   const rng = new Rng(seed);
   const results: CheckResult[] = [];
   engine.beginScope();
@@ -65,13 +65,13 @@ export async function checkMatmul(engine: Engine, config?: MatmulConfig, seed = 
           const bias = randomArray(rng, s.N);
           const c0 = randomArray(rng, s.batch * s.M * s.N);
           const strideB = s.broadcastB ? 0 : undefined;
-          const name = `matmul ${s.batch}×${s.M}×${s.N}×${s.K}${transA ? ' Aᵀ' : ''}${transB ? ' Bᵀ' : ''}${s.broadcastB ? ' B broadcast' : ''}`;
+          const name = `matmul ${s.batch}×${s.M}×${s.N}×${s.K}${transA ? ' Aᵀ' : ''}${transB ? ' Bᵀ' : ''}${s.broadcastB ? ' B broadcast' : ''}${splits ? ` split ${splits}` : ''}`;
           const ta = engine.tensor(a);
           const tb = engine.tensor(b);
-          const plain = matmul(engine, ta, tb, s.M, s.N, s.K, { transA, transB, batch: s.batch, strideB, config });
-          const withBias = matmul(engine, ta, tb, s.M, s.N, s.K, { transA, transB, batch: s.batch, strideB, config, bias: engine.tensor(bias), alpha: 0.5 });
+          const plain = matmul(engine, ta, tb, s.M, s.N, s.K, { transA, transB, batch: s.batch, strideB, config, splits, unroll });
+          const withBias = matmul(engine, ta, tb, s.M, s.N, s.K, { transA, transB, batch: s.batch, strideB, config, splits, unroll, bias: engine.tensor(bias), alpha: 0.5 });
           const acc = engine.tensor(c0);
-          matmul(engine, ta, tb, s.M, s.N, s.K, { transA, transB, batch: s.batch, strideB, config, out: acc, accumulate: true });
+          matmul(engine, ta, tb, s.M, s.N, s.K, { transA, transB, batch: s.batch, strideB, config, splits, unroll, out: acc, accumulate: true });
           const ref = matmulRef(a, b, s.M, s.N, s.K, { transA, transB, batch: s.batch, strideB });
           const refBias = matmulRef(a, b, s.M, s.N, s.K, { transA, transB, batch: s.batch, strideB, bias, alpha: 0.5 });
           results.push(compare(name, await engine.readF32(plain), ref));
@@ -89,16 +89,28 @@ export async function checkMatmul(engine: Engine, config?: MatmulConfig, seed = 
 /** Every check, for a device self-test (bench/gpu-check.ts runs it on real GPUs). */
 export async function allChecks(engine: Engine): Promise<CheckResult[]> {
   const results = [...(await checkMatmul(engine)), ...(await checkOps(engine))];
-  for (const config of MATMUL_CONFIGS_TO_CHECK) results.push(...(await checkMatmul(engine, config, 5)));
+  for (const config of MATMUL_CONFIGS_TO_CHECK) {
+    if (config.kind === 'tiled' && tiledConfigError(config, engine)) continue;
+    results.push(...(await checkMatmul(engine, config, 5)));
+  }
+  // Split-K (3 slices: a full one, a full one and a short last one for most K) on the default kernel.
+  results.push(...(await checkMatmul(engine, TILED_DEFAULT, 6, 3)));
+  results.push(...(await checkMatmul(engine, { kind: 'tiled', BM: 32, BN: 32, BK: 4, TM: 4, TN: 4, db: true }, 7, 2)));
   return results;
 }
 
+/** Every kernel shape the autotuner may pick (bench/gpu-suite.ts), so a device self-test covers them all. */
 export const MATMUL_CONFIGS_TO_CHECK: MatmulConfig[] = [
   { kind: 'reg', wgX: 8, wgY: 8 },
   { kind: 'reg', wgX: 16, wgY: 16 },
   { kind: 'tiled', BM: 64, BN: 64, BK: 16, TM: 4, TN: 4 },
-  { kind: 'tiled', BM: 128, BN: 128, BK: 16, TM: 8, TN: 8 },
-  { kind: 'tiled', BM: 64, BN: 128, BK: 16, TM: 4, TN: 8 },
+  { kind: 'tiled', BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 },
+  { kind: 'tiled', BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, db: true },
+  { kind: 'tiled', BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, db: true },
+  { kind: 'tiled', BM: 64, BN: 128, BK: 8, TM: 8, TN: 8, db: true },
+  { kind: 'tiled', BM: 128, BN: 64, BK: 8, TM: 8, TN: 8, db: true },
+  { kind: 'tiled', BM: 64, BN: 64, BK: 8, TM: 4, TN: 4, db: true },
+  { kind: 'tiled', BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, db: true },
 ];
 
 /**

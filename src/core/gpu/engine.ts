@@ -126,6 +126,8 @@ export class Engine {
   private scopes: Tensor[][] = [];
   /** Dispatches recorded before an automatic submit, so one huge batch does not hold everything. */
   maxDispatchesPerSubmit = 2048;
+  private timer: { querySet: GPUQuerySet; resolve: GPUBuffer; used: number; capacity: number; overflow: boolean } | undefined;
+  private timing = false;
 
   constructor(readonly handle: GpuHandle) {
     this.device = handle.device;
@@ -302,6 +304,52 @@ export class Engine {
     this.uniformOffset = 0;
   }
 
+  /**
+   * GPU time of work recorded from startTimer() to stopTimer(), summed over compute passes, from timestamp
+   * queries (benchmarks: it excludes host-side latency). stopTimer() resolves to undefined without the feature
+   * or when more than 1024 passes were recorded.
+   */
+  startTimer(): boolean {
+    if (!this.info.timestampQuery) return false;
+    this.endPass();
+    if (!this.timer) {
+      const capacity = 2048;
+      this.timer = {
+        querySet: this.device.createQuerySet({ type: 'timestamp', count: capacity }),
+        resolve: this.device.createBuffer({ size: capacity * 8, usage: 0x200 /* QUERY_RESOLVE */ | 0x4 /* COPY_SRC */ }),
+        used: 0,
+        capacity,
+        overflow: false,
+      };
+    }
+    this.timer.used = 0;
+    this.timer.overflow = false;
+    this.timing = true;
+    return true;
+  }
+
+  async stopTimer(): Promise<number | undefined> {
+    const t = this.timer;
+    if (!this.timing || !t) return undefined;
+    this.endPass();
+    this.timing = false;
+    const used = t.used;
+    if (used === 0) return 0;
+    const staging = this.device.createBuffer({ size: used * 8, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
+    const enc = this.commandEncoder();
+    enc.resolveQuerySet(t.querySet, 0, used, t.resolve, 0);
+    enc.copyBufferToBuffer(t.resolve, 0, staging, 0, used * 8);
+    this.flush();
+    await staging.mapAsync(0x1);
+    const stamps = new BigInt64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    if (t.overflow) return undefined;
+    let ns = 0n;
+    for (let i = 0; i + 1 < used; i += 2) ns += stamps[i + 1]! - stamps[i]!;
+    return Number(ns) / 1e6;
+  }
+
   /** Releases pooled buffers and destroys the device. */
   destroy(): void {
     for (const list of this.pool.values()) for (const b of list) b.destroy();
@@ -326,7 +374,17 @@ export class Engine {
   }
 
   private computePass(): GPUComputePassEncoder {
-    this.pass ??= this.commandEncoder().beginComputePass();
+    if (this.pass) return this.pass;
+    const t = this.timing ? this.timer : undefined;
+    if (t && t.used + 2 <= t.capacity) {
+      this.pass = this.commandEncoder().beginComputePass({
+        timestampWrites: { querySet: t.querySet, beginningOfPassWriteIndex: t.used, endOfPassWriteIndex: t.used + 1 },
+      });
+      t.used += 2;
+    } else {
+      if (t) t.overflow = true;
+      this.pass = this.commandEncoder().beginComputePass();
+    }
     return this.pass;
   }
 

@@ -4,7 +4,8 @@
  *
  *   device.ts      requestGpu(gpu) → adapter/device with the adapter's limits, features, loss reporting
  *   engine.ts      Engine: tensors, buffer pool, pipeline cache, batched submission, read()
- *   kernels/       matmul (register-blocked for CPU back ends, workgroup-tiled for GPUs) and every other op
+ *   kernels/       matmul (register-blocked for CPU back ends, workgroup-tiled + split-K for GPUs) and every other op
+ *   tuning.ts      per-device matmul tuning (kernels, device fill) as JSON data, keyed by adapter
  *   reference.ts   float64 CPU reference of every op, forward and backward
  *   backend.ts     the kernel set on the GPU (GpuBackend) and on the reference (RefBackend)
  *   nn.ts          Tape (autograd), Param, fused AdamW step
@@ -13,7 +14,8 @@
  */
 export { requestGpu, describeGpu, NoAdapterError, USEFUL_FEATURES, type GpuHandle, type GpuInfo, type RequestGpuOptions } from './device.ts';
 export { Engine, Tensor, GpuError, paramStruct, type DType, type Kernel, type ParamLayout } from './engine.ts';
-export { matmul, chooseMatmulConfig, setMatmulConfig, configName, type MatmulConfig, type MatmulOptions } from './kernels/matmul.ts';
+export { matmul, planMatmul, choosePlan, chooseMatmulConfig, setMatmulConfig, setMatmulTuning, getMatmulTuning, configName, planName, type MatmulConfig, type MatmulOptions, type MatmulPlan } from './kernels/matmul.ts';
+export { DEFAULT_GPU_TUNING, tuningKey, findTuning, withTuning, isTuning, type MatmulTuning, type TuningFile } from './tuning.ts';
 export * as ops from './kernels/ops.ts';
 export * as reference from './reference.ts';
 export { GpuBackend, RefBackend, RefTensor, type Backend, type BackendTensor, type Tokens } from './backend.ts';

@@ -1,0 +1,40 @@
+/**
+ * The per-device matmul tuning on disk (Node): `<dir>/gpu-tuning.json`, one entry per adapter (vendor /
+ * architecture / device / driver description / feature level), written by bench/gpu.ts after its autotune and
+ * read by anything that opens an Engine on the same machine. The format is src/core/gpu/tuning.ts's TuningFile.
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describeGpu } from '../../src/core/gpu/device.ts';
+import type { Engine } from '../../src/core/gpu/engine.ts';
+import { setMatmulTuning } from '../../src/core/gpu/kernels/matmul.ts';
+import { findTuning, withTuning, type MatmulTuning } from '../../src/core/gpu/tuning.ts';
+
+export const TUNING_FILE = 'gpu-tuning.json';
+
+function readJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    // Missing or damaged: the engine falls back to its built-in default.
+    return undefined;
+  }
+}
+
+/** Applies the stored tuning for this engine's adapter, if `dir` holds one; returns it. */
+export function loadTuning(engine: Engine, dir: string): MatmulTuning | undefined {
+  const tuning = findTuning(readJson(join(dir, TUNING_FILE)), engine.info);
+  if (tuning) setMatmulTuning(engine, tuning);
+  return tuning;
+}
+
+/** Stores a tuning for this engine's adapter (keeping other devices' entries); returns the file's path. */
+export function saveTuning(engine: Engine, dir: string, tuning: MatmulTuning): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, TUNING_FILE);
+  const next = withTuning(readJson(path), engine.info, describeGpu(engine.info), tuning);
+  // Write-then-rename: a reader never sees half a file.
+  writeFileSync(`${path}.tmp`, JSON.stringify(next, null, 2) + '\n');
+  renameSync(`${path}.tmp`, path);
+  return path;
+}
