@@ -1,5 +1,6 @@
 // `dcw uids` and `dcw inspect` against files written by numpy and GNU tar.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,12 +77,37 @@ test('inspect describes npy, npz and subset files written by numpy', () => {
   assert.match(run.stdout, /1000 uids \(950 distinct\) {2}sorted/);
 });
 
+test('inspect describes parquet (DuckDB) and safetensors (numpy-written) files', () => {
+  const run = dcw(['inspect', join(REPO, 'test/fixtures/parquet/commonpool-50.zstd.parquet'), ...safetensorsFixtures()]);
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /parquet: 50 rows in 1 row groups, ZSTD, written by DuckDB/);
+  assert.match(run.stdout, /^ {2}face_bboxes +List<List<Float64>> +LIST<LIST<DOUBLE>>/m);
+  assert.match(run.stdout, /safetensors: 2 tensors, metadata \{"format":"pt"\}/);
+  assert.match(run.stdout, /^ {2}visual\.proj +F32 +\[2, 3\]$/m);
+  assert.match(run.stdout, /^ {2}10 parameters$/m);
+});
+
+/** A small safetensors file packed by Python (struct + json + numpy), not by our writer. */
+function safetensorsFixtures(): string[] {
+  const out = join(work, 'model.safetensors');
+  const script = [
+    'import json, struct, sys, numpy as np',
+    "a = np.arange(6, dtype='<f4').reshape(2, 3); b = np.ones(4, dtype='<f2')",
+    "header = {'visual.proj': {'dtype': 'F32', 'shape': [2, 3], 'data_offsets': [0, 24]}, 'logit_scale': {'dtype': 'F16', 'shape': [4], 'data_offsets': [24, 32]}, '__metadata__': {'format': 'pt'}}",
+    "h = json.dumps(header).encode(); h += b' ' * (-len(h) % 8)",
+    "open(sys.argv[1], 'wb').write(struct.pack('<Q', len(h)) + h + a.tobytes() + b.tobytes())",
+  ].join('\n');
+  const run = spawnSync('python3', ['-c', script, out], { encoding: 'utf8' });
+  assert.equal(run.status, 0, run.stderr);
+  return [out];
+}
+
 test('inspect refuses files it does not know, and missing files, in one line each', () => {
   const junk = join(work, 'junk.bin');
   writeFileSync(junk, 'hello');
   const run = dcw(['inspect', junk]);
   assert.equal(run.status, 1);
-  assert.equal(run.stderr.trim(), `dcw: ${junk}: not a file dcw knows (tar, npy, npz, parquet)`);
+  assert.equal(run.stderr.trim(), `dcw: ${junk}: not a file dcw knows (tar, npy, npz, parquet, safetensors)`);
   const missing = dcw(['inspect', join(work, 'nope.tar')]);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr.trim(), /^dcw: .*nope\.tar: no such file or directory/);

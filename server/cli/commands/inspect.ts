@@ -10,13 +10,14 @@ import { FormatError } from '../../../src/core/formats/errors.ts';
 import { formatNpySummary, readNpyHeader, summarizeNpy } from '../../../src/core/formats/npy.ts';
 import { formatNpzSummary, summarizeNpz } from '../../../src/core/formats/npz.ts';
 import { parquetSchemaSummary } from '../../../src/core/formats/parquet.ts';
+import { readSafetensors } from '../../../src/core/model/safetensors.ts';
 import { formatSubsetSummary, summarizeSubset } from '../../../src/core/formats/uid.ts';
 import { describeTar } from '../../../src/core/formats/webdataset.ts';
 import { openRangedFile } from '../../io/ranged-file.ts';
 import { fileReadStream } from '../../io/streams.ts';
 import { formatBytes } from '../progress.ts';
 
-export type FileKind = 'tar' | 'npy' | 'npz' | 'parquet' | 'raw-subset';
+export type FileKind = 'tar' | 'npy' | 'npz' | 'parquet' | 'raw-subset' | 'safetensors';
 
 const NPY_MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
 const startsWith = (bytes: Uint8Array, magic: number[]) => magic.every((b, i) => bytes[i] === b);
@@ -30,6 +31,8 @@ export function sniffKind(head: Uint8Array, name: string, size: number): FileKin
   if (head.length >= 262 && String.fromCharCode(...head.subarray(257, 262)) === 'ustar') return 'tar';
   if (name.endsWith('.tar')) return 'tar'; // v7 tars have no magic; the reader checks the checksums
   if (name.endsWith('.npy') && size % 16 === 0) return 'raw-subset';
+  // safetensors has no magic: an 8-byte header length, then a JSON object
+  if (name.endsWith('.safetensors') || (head.length > 9 && head[8] === 0x7b)) return 'safetensors';
   return undefined;
 }
 
@@ -71,8 +74,20 @@ export async function inspectFile(path: string): Promise<string> {
         }
         return lines.join('\n');
       }
+      case 'safetensors': {
+        const { tensors, metadata } = readSafetensors(await file.slice(0, info.size), path);
+        let params = 0;
+        const lines = [`${header}  safetensors: ${tensors.size} tensors${Object.keys(metadata).length ? `, metadata ${JSON.stringify(metadata)}` : ''}`];
+        const width = Math.max(0, ...[...tensors.keys()].map((k) => k.length));
+        for (const [name, t] of tensors) {
+          params += t.shape.reduce((a, b) => a * b, 1);
+          lines.push(`  ${name.padEnd(width)}  ${t.dtype.padEnd(4)} [${t.shape.join(', ')}]`);
+        }
+        lines.push(`  ${params.toLocaleString('en-US')} parameters`);
+        return lines.join('\n');
+      }
       default:
-        throw new FormatError(path, 'not a file dcw knows (tar, npy, npz, parquet)');
+        throw new FormatError(path, 'not a file dcw knows (tar, npy, npz, parquet, safetensors)');
     }
   } finally {
     await file.close();
@@ -82,7 +97,7 @@ export async function inspectFile(path: string): Promise<string> {
 export function registerInspect(program: Command): void {
   program
     .command('inspect')
-    .description('summarise any supported file: tar/webdataset, npy, npz, subset, parquet')
+    .description('summarise any supported file: tar/webdataset, npy, npz, subset, parquet, safetensors')
     .argument('<files...>', 'files to describe')
     .action(async (files: string[]) => {
       for (const path of files) console.log(await inspectFile(path));
