@@ -2,7 +2,7 @@
  * The workbench's HTTP server: the built single-page app (with the COOP/COEP headers that make the page
  * cross-origin isolated, which SharedArrayBuffer and wasm threads need), the pool's files, and a small JSON API.
  */
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 
@@ -35,6 +35,8 @@ export interface AppServerOptions {
   appDir: string;
   /** Folder holding the pool in the CommonPool layout; it may not exist yet. */
   poolDir: string;
+  /** Folder holding the evaluation suite (clip_benchmark layout), served under `/eval/` when given. */
+  evalDir?: string;
   host: string;
   port: number;
 }
@@ -68,6 +70,72 @@ export function safeJoin(root: string, urlPath: string): string | null {
   return full === base || full.startsWith(base + sep) ? full : null;
 }
 
+/** One file of the pool listing (the shape src/core/pool/ingest.ts checks with checkListing). */
+export interface PoolListingEntry {
+  path: string;
+  bytes: number;
+  samples?: number | null;
+}
+
+/**
+ * The pool's files in the official layout, with sizes and per-shard sample counts (from each shard's
+ * `_stats.json`), so the browser's ingest knows the totals from one request. Ground truth is listed as
+ * an extra: the workbench keeps it for analysis only, never as a filter column.
+ */
+export function poolListing(poolDir: string): { metadata: PoolListingEntry[]; shards: PoolListingEntry[]; extras: PoolListingEntry[] } | null {
+  if (!poolStatus(poolDir).ready) return null;
+  const files = (dir: string, pattern: RegExp) =>
+    existsSync(join(poolDir, dir))
+      ? readdirSync(join(poolDir, dir)).filter((n) => pattern.test(n)).sort().map((n) => ({ path: `${dir}/${n}`, bytes: statSync(join(poolDir, dir, n)).size }))
+      : [];
+  const shards = files('shards', /^\d{8,}\.tar$/).map((f) => {
+    let samples: number | null = null;
+    try {
+      const stats = JSON.parse(readFileSync(join(poolDir, f.path.replace(/\.tar$/, '_stats.json')), 'utf8')) as { successes?: unknown };
+      if (Number.isSafeInteger(stats.successes)) samples = stats.successes as number;
+    } catch {
+      // no stats file: the ingest counts the samples as it reads the tar
+    }
+    return { ...f, samples };
+  });
+  return {
+    metadata: files('metadata', /\.parquet$/),
+    shards,
+    extras: [...files('shards', /^\d{8,}_stats\.json$/), ...files('ground_truth', /\.parquet$/)],
+  };
+}
+
+/** A minimal HTML directory index (what python -m http.server gives), so pools served here are listable over plain HTTP. */
+function directoryIndex(dir: string, urlPath: string): string {
+  const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+  const links = readdirSync(dir, { withFileTypes: true })
+    .sort((a, b) => (a.name < b.name ? -1 : 1))
+    .map((e) => {
+      const name = e.isDirectory() ? `${e.name}/` : e.name;
+      return `<li><a href="${escape(encodeURIComponent(e.name) + (e.isDirectory() ? '/' : ''))}">${escape(name)}</a></li>`;
+    });
+  return `<!doctype html><meta charset="utf-8"><title>Index of ${escape(urlPath)}</title><h1>Index of ${escape(urlPath)}</h1><ul>${links.join('')}</ul>`;
+}
+
+/** The single byte range of a `Range: bytes=a-b` header, or 'invalid' when it cannot be satisfied. */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'invalid' | null {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (!m[1] && !m[2])) return 'invalid';
+  let start: number;
+  let end: number;
+  if (!m[1]) {
+    const suffix = Number(m[2]);
+    if (suffix === 0) return 'invalid';
+    start = Math.max(0, size - suffix);
+    end = size - 1;
+  } else {
+    start = Number(m[1]);
+    end = m[2] ? Math.min(Number(m[2]), size - 1) : size - 1;
+  }
+  return start <= end && start < size ? { start, end } : 'invalid';
+}
+
 export function startAppServer(options: AppServerOptions): Promise<Server> {
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -80,10 +148,23 @@ export function startAppServer(options: AppServerOptions): Promise<Server> {
     if (url.pathname === '/api/status') {
       return send(200, JSON.stringify({ pool: poolStatus(options.poolDir) }), CONTENT_TYPES['.json']);
     }
+    if (url.pathname === '/api/pool') {
+      const listing = poolListing(options.poolDir);
+      if (!listing) return send(404, JSON.stringify({ error: poolStatus(options.poolDir).message }), CONTENT_TYPES['.json']);
+      return send(200, JSON.stringify(listing), CONTENT_TYPES['.json']);
+    }
 
     let file: string | null;
-    if (url.pathname.startsWith('/pool/')) {
-      file = safeJoin(options.poolDir, url.pathname.slice('/pool/'.length));
+    const served = url.pathname.startsWith('/pool/') ? options.poolDir : url.pathname.startsWith('/eval/') && options.evalDir ? options.evalDir : null;
+    if (served) {
+      file = safeJoin(served, url.pathname.slice(url.pathname.indexOf('/', 1) + 1));
+      if (file && existsSync(file) && statSync(file).isDirectory()) {
+        if (!url.pathname.endsWith('/')) {
+          res.writeHead(301, { Location: `${url.pathname}/`, ...ISOLATION_HEADERS });
+          return res.end();
+        }
+        return send(200, directoryIndex(file, url.pathname), CONTENT_TYPES['.html']);
+      }
     } else {
       file = safeJoin(options.appDir, url.pathname === '/' ? 'index.html' : url.pathname);
       // Single-page app: unknown paths without an extension get the app shell.
@@ -93,13 +174,22 @@ export function startAppServer(options: AppServerOptions): Promise<Server> {
     if (!existsSync(file) || !statSync(file).isFile()) return send(404, 'not found');
 
     const size = statSync(file).size;
-    res.writeHead(200, {
-      'Content-Type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream',
-      'Content-Length': size,
+    const type = CONTENT_TYPES[extname(file)] ?? 'application/octet-stream';
+    // Single byte ranges, so parquet footers and column chunks can be read without fetching whole files.
+    const range = parseRange(req.headers.range, size);
+    if (range === 'invalid') {
+      res.writeHead(416, { 'Content-Range': `bytes */${size}`, ...ISOLATION_HEADERS });
+      return res.end();
+    }
+    res.writeHead(range ? 206 : 200, {
+      'Content-Type': type,
+      'Content-Length': range ? range.end - range.start + 1 : size,
+      'Accept-Ranges': 'bytes',
+      ...(range ? { 'Content-Range': `bytes ${range.start}-${range.end}/${size}` } : {}),
       ...ISOLATION_HEADERS,
     });
     if (req.method === 'HEAD') return res.end();
-    createReadStream(file).pipe(res);
+    createReadStream(file, range ?? {}).pipe(res);
   });
   return new Promise((resolvePromise, reject) => {
     server.once('error', reject);

@@ -32,7 +32,7 @@ export function registerServe(program: Command): void {
       const poolDir = resolve(opts.pool);
       let server;
       try {
-        server = await startAppServer({ appDir, poolDir, host: opts.host, port: opts.port });
+        server = await startAppServer({ appDir, poolDir, evalDir: resolve(opts.eval), host: opts.host, port: opts.port });
       } catch (err) {
         throw new UserError(`dcw serve: cannot listen on ${opts.host}:${opts.port}: ${(err as Error).message}`);
       }
