@@ -13,7 +13,7 @@ import type { Page } from 'playwright-core';
 import { readCommonPoolMetadata } from '../../src/core/formats/parquet.ts';
 import { openBrowser, type BrowserSession } from '../helpers/browser.ts';
 import { REPO, startServe } from '../helpers/cli.ts';
-import { buildSmallPool, type SmallPool } from '../unit/ingest-fixture.ts';
+import { buildSmallPool, type SmallPool } from '../helpers/ingest-fixture.ts';
 
 const SHOTS = join(REPO, 'test-results');
 const tmp = mkdtempSync(join(tmpdir(), 'dcw-ui-'));

@@ -19,7 +19,7 @@ import { TRUTH_COLUMNS } from '../../src/core/pool/schema.ts';
 import { fileReadStream, writeFileAtomic } from '../../server/io/streams.ts';
 import { startAppServer } from '../../server/http/app-server.ts';
 import { buildTable, histogram, runQuery, rowViews, wantedColumns, codePointLength } from '../../workers/pool-table.ts';
-import { buildSmallPool, type SmallPool } from './ingest-fixture.ts';
+import { buildSmallPool, type SmallPool } from '../helpers/ingest-fixture.ts';
 
 const tmp = mkdtempSync(join(tmpdir(), 'dcw-ingest-'));
 let pool: SmallPool;
