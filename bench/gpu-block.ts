@@ -18,6 +18,8 @@ export interface BlockShape extends ModelBlockShape {
 }
 
 export const BLOCK_SHAPES: BlockShape[] = [
+  // Small enough that the host's recording cost (~90 dispatches per step) dominates: the engine's overhead per op.
+  { batch: 2, seq: 16, width: 64, heads: 2, causal: true, cpu: true, gpu: true },
   { batch: 4, seq: 77, width: 128, heads: 4, causal: true, cpu: true, gpu: false },
   { batch: 8, seq: 77, width: 256, heads: 4, causal: true, cpu: true, gpu: false },
   // ViT-B/32's text block (width 512, 8 heads, causal, 77 tokens) and vision block (768, 12 heads, 50 tokens).

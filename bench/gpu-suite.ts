@@ -12,6 +12,7 @@ import { describeGpu } from '../src/core/gpu/device.ts';
 import type { Engine, Tensor } from '../src/core/gpu/engine.ts';
 import { choosePlan, configName, matmul, planMatmul, planName, setMatmulConfig, setMatmulTuning, tiledConfigError, type MatmulConfig } from '../src/core/gpu/kernels/matmul.ts';
 import { DEFAULT_GPU_TUNING, type MatmulTuning } from '../src/core/gpu/tuning.ts';
+import * as ops from '../src/core/gpu/kernels/ops.ts';
 import { Rng } from '../src/core/util/random.ts';
 import { blockStepEngine, blockStepTfjs, BLOCK_SHAPES, type BlockShape } from './gpu-block.ts';
 
@@ -36,6 +37,10 @@ export interface SuiteOptions {
   tuning?: MatmulTuning;
   /** Runs the GPU code path (autotune, tuned plans) at tiny sizes on any adapter: a local smoke test. */
   smoke?: boolean;
+  /** Only these row groups (default all): 'block' runs the host-overhead and block-step rows without the matmul shapes. */
+  only?: 'block' | 'matmul';
+  /** 'all': the block step once per row-kernel form the device has (ops.rowKernelModes), default form first. */
+  rowModes?: 'default' | 'all';
 }
 
 export interface Measurement {
@@ -49,11 +54,13 @@ export interface Measurement {
   /** Median GPU time per run from timestamp queries (engine only, where the adapter has them). */
   gpuMs?: number;
   gpuGflops?: number;
+  /** Median host time per run spent recording (the run() calls alone, before the wait): the engine's CPU cost. */
+  recordMs?: number;
   skipped?: string;
 }
 
 export interface Row {
-  group: 'matmul' | 'block' | 'autotune';
+  group: 'matmul' | 'block' | 'autotune' | 'host';
   name: string;
   flops: number;
   engine: Measurement;
@@ -135,7 +142,7 @@ export async function runGpuSuite(options: SuiteOptions): Promise<SuiteResult> {
     { name: `logits ${B}×${B}×512 (Bᵀ)`, M: B, N: B, K: 512, transB: true },
     ...[1024, 2048, 4096].map((n) => ({ name: `square ${n}³`, M: n, N: n, K: n })),
   ];
-  for (const s of options.quick || smoke ? shapes.filter((x) => !x.name.startsWith('square 4096') && !(smoke && x.name.startsWith('square'))) : shapes) {
+  for (const s of options.only === 'block' ? [] : options.quick || smoke ? shapes.filter((x) => !x.name.startsWith('square 4096') && !(smoke && x.name.startsWith('square'))) : shapes) {
     const batch = s.batch ?? 1;
     const flops = 2 * s.M * s.N * s.K * batch;
     const aShape = batch > 1 ? [batch, ...(s.transA ? [s.K, s.M] : [s.M, s.K])] : s.transA ? [s.K, s.M] : [s.M, s.K];
@@ -180,9 +187,19 @@ export async function runGpuSuite(options: SuiteOptions): Promise<SuiteResult> {
     log(`${row.name}: engine ${fmt(row.engine)} | tfjs ${fmt(row.tfjs)}${row.ratio ? ` | ×${row.ratio.toFixed(2)}` : ''}`);
   }
 
-  // --- one transformer-block training step ---
-  for (const shape of BLOCK_SHAPES.filter((s) => (cpu || smoke ? s.cpu : s.gpu))) {
-    rows.push(await blockRow(engine, tfjs, shape, maxSeconds, log));
+  // --- host cost per recorded op, then one transformer-block training step ---
+  if (options.only !== 'matmul') rows.push(...(await hostRows(engine, maxSeconds, log)));
+  const defaultMode = ops.rowKernelMode(engine);
+  const modes = options.rowModes === 'all' ? [defaultMode, ...ops.rowKernelModes(engine).filter((m) => m !== defaultMode)] : [defaultMode];
+  for (const shape of options.only === 'matmul' ? [] : BLOCK_SHAPES.filter((s) => (cpu || smoke ? s.cpu : s.gpu))) {
+    for (const mode of modes) {
+      ops.setRowKernelMode(engine, mode);
+      try {
+        rows.push(await blockRow(engine, mode === defaultMode ? tfjs : undefined, shape, maxSeconds, log, mode, mode !== defaultMode));
+      } finally {
+        ops.setRowKernelMode(engine, undefined);
+      }
+    }
   }
 
   tfjs?.dispose();
@@ -197,13 +214,15 @@ export async function runGpuSuite(options: SuiteOptions): Promise<SuiteResult> {
   };
 }
 
-async function blockRow(engine: Engine, tfjs: TfjsSession | undefined, shape: BlockShape, maxSeconds: number, log: (l: string) => void): Promise<Row> {
-  const name = `block step B${shape.batch} T${shape.seq} C${shape.width} H${shape.heads}${shape.causal ? ' causal' : ''}`;
+async function blockRow(engine: Engine, tfjs: TfjsSession | undefined, shape: BlockShape, maxSeconds: number, log: (l: string) => void, mode: ops.RowKernelMode, otherForm = false): Promise<Row> {
+  const name = `block step B${shape.batch} T${shape.seq} C${shape.width} H${shape.heads}${shape.causal ? ' causal' : ''} [rows: ${mode}]`;
   const row: Row = { group: 'block', name, flops: blockFlops(shape), engine: {}, tfjs: {}, note: 'forward + backward + AdamW, one submit' };
   const step = blockStepEngine(engine, shape);
   row.engine = await measure(step.run, () => engine.sync(), row.flops, maxSeconds, 3, { start: () => engine.startTimer(), stop: () => engine.stopTimer() });
   step.dispose();
-  if (!tfjs) row.tfjs = { skipped: 'tfjs not loaded' };
+  const parts = [row.engine.gpuMs !== undefined ? `GPU ${row.engine.gpuMs.toFixed(3)} ms` : '', row.engine.recordMs !== undefined ? `recording ${row.engine.recordMs.toFixed(3)} ms` : ''].filter(Boolean);
+  if (parts.length) row.note = `${parts.join(', ')}; ${row.note}`;
+  if (!tfjs) row.tfjs = { skipped: otherForm ? 'tfjs: see the default form' : 'tfjs not loaded' };
   else {
     try {
       const t = blockStepTfjs(tfjs.tf, shape);
@@ -216,6 +235,34 @@ async function blockRow(engine: Engine, tfjs: TfjsSession | undefined, shape: Bl
   if (row.engine.ms && row.tfjs.ms) row.ratio = row.tfjs.ms / row.engine.ms;
   log(`${name}: engine ${fmt(row.engine)} | tfjs ${fmt(row.tfjs)}${row.ratio ? ` | ×${row.ratio.toFixed(2)}` : ''}`);
   return row;
+}
+
+/**
+ * Host cost of recording one op: 256 tiny dispatches per run (the GPU work is negligible), so wall time per
+ * op is what the engine's dispatch() costs on the CPU (pipeline lookup, uniforms, bind group, pass commands)
+ * plus the submit, spread over the batch.
+ */
+async function hostRows(engine: Engine, maxSeconds: number, log: (l: string) => void): Promise<Row[]> {
+  const OPS = 256;
+  const a = engine.tensor(new Float32Array(64).fill(1));
+  const b = engine.tensor(new Float32Array(64).fill(2));
+  const out = engine.empty([64]);
+  const m8 = engine.tensor(new Float32Array(64).fill(0.5), [8, 8]);
+  const c8 = engine.empty([8, 8]);
+  const cases: [string, () => void][] = [
+    ['elementwise add ×256 (64 elements)', () => { for (let i = 0; i < OPS; i++) ops.add(engine, a, b, out); }],
+    ['matmul 8×8×8 ×256', () => { for (let i = 0; i < OPS; i++) matmul(engine, m8, m8, 8, 8, 8, { out: c8 }); }],
+  ];
+  const rows: Row[] = [];
+  for (const [name, run] of cases) {
+    const m = await measure(run, () => engine.sync(), 0, Math.min(maxSeconds, 4), 3, { start: () => engine.startTimer(), stop: () => engine.stopTimer() });
+    const perOp = (ms?: number) => (ms === undefined ? '' : `${((ms * 1000) / OPS).toFixed(1)} µs/op`);
+    const note = `wall ${perOp(m.ms)}, recording ${perOp(m.recordMs)}${m.gpuMs !== undefined ? `, GPU ${perOp(m.gpuMs)}` : ''}`;
+    rows.push({ group: 'host', name, flops: 0, engine: { ...m, gflops: undefined, gpuGflops: undefined }, tfjs: {}, note });
+    log(`${name}: ${note}`);
+  }
+  for (const t of [a, b, out, m8, c8]) t.dispose();
+  return rows;
 }
 
 /** Matmul FLOPs of one block step: forward 2·rows·12·C² + attention, backward twice that. */
@@ -295,10 +342,12 @@ async function measure(run: () => unknown, sync: () => Promise<void>, flops: num
   const samples = Math.max(minSamples, Math.min(7, Math.floor(budget / (second * iters))));
   const times: number[] = [];
   const gpuTimes: number[] = [];
+  const recordTimes: number[] = [];
   for (let s = 0; s < samples; s++) {
     const timing = timer?.start() ?? false;
     t = now();
     for (let i = 0; i < iters; i++) run();
+    recordTimes.push((now() - t) / 1000 / iters);
     await sync();
     times.push((now() - t) / 1000 / iters);
     if (timing) {
@@ -308,7 +357,7 @@ async function measure(run: () => unknown, sync: () => Promise<void>, flops: num
   }
   if (!times.length) return { ms: second * 1000, gflops: flops / second / 1e9 };
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
-  const m: Measurement = { ms: median(times) * 1000, gflops: flops / median(times) / 1e9, minMs: Math.min(...times) * 1000 };
+  const m: Measurement = { ms: median(times) * 1000, gflops: flops / median(times) / 1e9, minMs: Math.min(...times) * 1000, recordMs: median(recordTimes) * 1000 };
   if (gpuTimes.length === times.length) {
     m.gpuMs = median(gpuTimes) * 1000;
     m.gpuGflops = flops / median(gpuTimes) / 1e9;
@@ -456,13 +505,13 @@ function rate(m: Measurement): string {
 /** The side-by-side table as text. */
 export function formatTable(result: SuiteResult): string {
   const lines = [`device: ${result.device}`, `matmul kernel: ${result.matmulConfig}`, ''];
-  const head = ['group', 'shape', 'engine GFLOP/s', 'engine ms', 'GPU-timed GFLOP/s', 'tfjs GFLOP/s', 'tfjs ms', 'engine/tfjs', 'engine plan'];
+  const head = ['group', 'shape', 'engine GFLOP/s', 'engine ms', 'GPU-timed GFLOP/s', 'tfjs GFLOP/s', 'tfjs ms', 'engine/tfjs', 'engine plan / note'];
   const body = result.rows.map((r) => [
     r.group, r.name,
-    rate(r.engine), r.engine.ms?.toFixed(3) ?? '', r.engine.gpuGflops?.toFixed(1) ?? '',
+    rate(r.engine), r.engine.ms?.toFixed(3) ?? '', r.group === 'host' ? r.engine.gpuMs?.toFixed(3) ?? '' : r.engine.gpuGflops?.toFixed(1) ?? '',
     r.group === 'autotune' ? '' : rate(r.tfjs), r.tfjs.ms?.toFixed(3) ?? '',
     r.ratio ? `×${r.ratio.toFixed(2)}` : '',
-    r.group === 'matmul' ? r.note ?? '' : '',
+    r.group === 'autotune' ? '' : r.note ?? '',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => '| ' + cells.map((c, i) => (i < 2 || i === 8 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ') + ' |';

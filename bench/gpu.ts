@@ -1,7 +1,7 @@
 /**
  * `npm run bench:gpu`: the engine vs @tensorflow/tfjs-backend-webgpu on one Dawn device in Node.
  *   node --import tsx bench/gpu.ts [--backend auto|vulkan|swiftshader|opengles] [--out DIR] [--max-seconds S]
- *                                  [--no-tfjs] [--quick] [--cache DIR] [--reuse-tuning] [--browser [--adapter compat|core]]
+ *                                  [--no-tfjs] [--quick] [--only block|matmul] [--row-modes default|all] [--cache DIR] [--reuse-tuning] [--browser [--adapter compat|core]]
  * Prints the side-by-side table and writes DIR/gpu-<device>.json (default DIR bench/out). On a GPU the matmul
  * autotune's result is stored per device in CACHE/gpu-tuning.json (default bench/out; server/gpu/tuning.ts);
  * --reuse-tuning runs with the stored one instead of tuning again; --smoke runs the GPU code path at tiny sizes
@@ -30,6 +30,8 @@ const { values: args } = parseArgs({
     cache: { type: 'string', default: join(ROOT, 'bench/out') },
     'reuse-tuning': { type: 'boolean', default: false },
     smoke: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    'row-modes': { type: 'string', default: 'default' },
   },
 });
 
@@ -51,7 +53,7 @@ if (!args['no-tfjs']) {
   }
 }
 const stored = args['reuse-tuning'] ? loadTuning(engine, args.cache!) : undefined;
-const result = await runGpuSuite({ engine, tfjs, maxSeconds: Number(args['max-seconds']), quick: args.quick, tuning: stored, smoke: args.smoke, log: (l) => console.error(l) });
+const result = await runGpuSuite({ engine, tfjs, maxSeconds: Number(args['max-seconds']), quick: args.quick, tuning: stored, smoke: args.smoke, only: args.only === 'block' || args.only === 'matmul' ? args.only : undefined, rowModes: args['row-modes'] === 'all' ? 'all' : 'default', log: (l) => console.error(l) });
 if (result.tuning && !stored) console.error(`matmul tuning stored in ${saveTuning(engine, args.cache!, result.tuning)}`);
 const slug = `node-${gpu.backend}-${slugify(engine.info.device || engine.info.description || engine.info.vendor)}`;
 console.log(`\nNode + Dawn (${gpu.backend})`);

@@ -42,19 +42,23 @@ echo "VK_DRIVER_FILES=$VK_DRIVER_FILES"
 # 1) The kernels' reference checks on this GPU (quick: a few hundred small matmuls, all kernel variants).
 # Bundled scripts (prepare-carry.sh) need no tsx; a full node_modules can run the sources instead.
 ts_cmd() { if [ -f ".dev/$1.mjs" ]; then echo "$NODE .dev/$1.mjs"; else echo "$NODE --import tsx bench/$1.ts"; fi; }
-# SKIP_CHECK=1 skips them (a bench-only rerun); on the H100 they take ~90 s, most of it pipeline compilation.
+# SKIP_CHECK=1 skips the full set (a bench-only rerun; on the H100 it takes ~90 s, most of it pipeline
+# compilation) but still checks every non-matmul kernel in each row-kernel form (thread / workgroup / subgroup).
 check=0
 if [ -z "${SKIP_CHECK:-}" ]; then
-  timeout 150 $(ts_cmd gpu-check) --backend vulkan --out "$OUT"
+  timeout 200 $(ts_cmd gpu-check) --backend vulkan --out "$OUT"
+  check=$?
+else
+  timeout 90 $(ts_cmd gpu-check) --backend vulkan --out "$OUT" --only ops
   check=$?
 fi
 echo "== reference checks exit $check"
 
 # 2) The benchmark: matmul autotune (kernels at 4096³, device fill on few-tile shapes; stored in $OUT/gpu-tuning.json),
-#    CLIP shapes, squares, block step, tfjs beside.
+#    CLIP shapes, squares, host cost per op, block step (once per row-kernel form), tfjs beside.
 # Other processes on the GPU would slow every kernel: list them (the bench's GPU-timed column is the check).
 nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv 2>/dev/null || true
-timeout 200 $(ts_cmd gpu) --backend vulkan --out "$OUT" --cache "$OUT" --max-seconds 5
+timeout 200 $(ts_cmd gpu) --backend vulkan --out "$OUT" --cache "$OUT" --max-seconds 5 --row-modes all
 bench=$?
 echo "== bench exit $bench"
 # 3) The card's own fp32 ceiling (cuBLAS via PyTorch), same machine, same hour.

@@ -6,6 +6,7 @@ import { openBrowser, type BrowserSession } from '../helpers/browser.ts';
 type DeviceModule = typeof import('../../src/core/gpu/device.ts');
 type EngineModule = typeof import('../../src/core/gpu/engine.ts');
 type ChecksModule = typeof import('../../src/core/gpu/checks.ts');
+type OpsModule = typeof import('../../src/core/gpu/kernels/ops.ts');
 
 let compat: BrowserSession;
 before(async () => {
@@ -70,4 +71,34 @@ test('all other ops match the reference in Chromium (compatibility adapter)', as
   });
   assert.deepEqual(results.filter((r) => !r.ok), []);
   assert.ok(results.length > 160);
+});
+
+test('row kernels in every form the adapter has match the reference in Chromium (compatibility and SwiftShader core adapters)', async () => {
+  const runAll = (session: BrowserSession, featureLevel: 'compatibility' | 'core') => session.page.evaluate(async (featureLevel) => {
+    const root = ''; // a variable specifier: resolved by Vite in the page, not by tsc
+    const { requestGpu } = (await import(root + '/src/core/gpu/device.ts')) as DeviceModule;
+    const { Engine } = (await import(root + '/src/core/gpu/engine.ts')) as EngineModule;
+    const { checkOps } = (await import(root + '/src/core/gpu/checks.ts')) as ChecksModule;
+    const ops = (await import(root + '/src/core/gpu/kernels/ops.ts')) as OpsModule;
+    const engine = new Engine(await requestGpu(navigator.gpu, { featureLevel }));
+    const modes = ops.rowKernelModes(engine);
+    const results = [];
+    for (const mode of modes.filter((m) => m !== 'thread')) results.push(...(await checkOps(engine, 13, mode)));
+    const info = { subgroups: engine.info.subgroups, wgsl: engine.info.wgslFeatures, sizes: [engine.info.subgroupMinSize, engine.info.subgroupMaxSize] };
+    engine.destroy();
+    return { modes, results, info };
+  }, featureLevel);
+  const compatOut = await runAll(compat, 'compatibility');
+  assert.deepEqual(compatOut.modes, ['thread', 'workgroup']);
+  assert.deepEqual(compatOut.results.filter((r) => !r.ok), []);
+  assert.ok(compatOut.results.length > 100);
+  const core = await openBrowser({ adapter: 'core' });
+  try {
+    const coreOut = await runAll(core, 'core');
+    assert.ok(coreOut.modes.includes('subgroup'), `no subgroup form on the core adapter: ${JSON.stringify(coreOut.info)}`);
+    assert.deepEqual(coreOut.results.filter((r) => !r.ok), []);
+    assert.ok(coreOut.results.length > 200);
+  } finally {
+    await core.close();
+  }
 });

@@ -86,9 +86,10 @@ export async function checkMatmul(engine: Engine, config?: MatmulConfig, seed = 
   return results;
 }
 
-/** Every check, for a device self-test (bench/gpu-check.ts runs it on real GPUs). */
+/** Every check, for a device self-test (bench/gpu-check.ts runs it on real GPUs): every row-kernel form the device has. */
 export async function allChecks(engine: Engine): Promise<CheckResult[]> {
-  const results = [...(await checkMatmul(engine)), ...(await checkOps(engine))];
+  const results = [...(await checkMatmul(engine))];
+  for (const mode of ops.rowKernelModes(engine)) results.push(...(await checkOps(engine, 11, mode)));
   for (const config of MATMUL_CONFIGS_TO_CHECK) {
     if (config.kind === 'tiled' && tiledConfigError(config, engine)) continue;
     results.push(...(await checkMatmul(engine, config, 5)));
@@ -115,9 +116,22 @@ export const MATMUL_CONFIGS_TO_CHECK: MatmulConfig[] = [
 
 /**
  * Every other kernel, forward and backward, against the reference, at sizes that are not multiples of the
- * workgroup size (64) or of 4, with rows that do and do not fill a workgroup.
+ * workgroup size (64) or of 4, with rows that do and do not fill a workgroup, and rows longer than one
+ * workgroup's threads (several elements per thread in the workgroup-per-row forms). `mode` forces a row-kernel
+ * form (ops.rowKernelModes); by default the engine's own; check names then end in [mode].
  */
-export async function checkOps(engine: Engine, seed = 11): Promise<CheckResult[]> {
+export async function checkOps(engine: Engine, seed = 11, mode?: ops.RowKernelMode): Promise<CheckResult[]> {
+  if (!mode) return checkOpsNow(engine, seed);
+  const before = ops.rowKernelMode(engine);
+  ops.setRowKernelMode(engine, mode);
+  try {
+    return (await checkOpsNow(engine, seed)).map((r) => ({ ...r, name: `${r.name} [${mode}]` }));
+  } finally {
+    ops.setRowKernelMode(engine, before);
+  }
+}
+
+async function checkOpsNow(engine: Engine, seed: number): Promise<CheckResult[]> {
   const rng = new Rng(seed);
   const out: CheckResult[] = [];
   const rand = (n: number, scale = 1) => randomArray(rng, n, scale);
@@ -138,7 +152,7 @@ export async function checkOps(engine: Engine, seed = 11): Promise<CheckResult[]
       out.push(compare(`gelu backward ${n}`, await read(ops.geluBackward(engine, engine.tensor(x), engine.tensor(dy))), ref.geluBackwardRef(x, dy)));
     }
     // reductions
-    for (const [rows, N] of [[1, 1], [7, 13], [129, 33]] as const) {
+    for (const [rows, N] of [[1, 1], [7, 13], [129, 33], [1000, 37]] as const) {
       const x = rand(rows * N);
       out.push(compare(`sumRows ${rows}×${N}`, await read(ops.sumRows(engine, engine.tensor(x), rows, N)), ref.sumRowsRef(x, rows, N)));
       const total = x.reduce((s, v) => s + v, 0);
@@ -148,7 +162,7 @@ export async function checkOps(engine: Engine, seed = 11): Promise<CheckResult[]
     const g2 = rand(17);
     out.push(compare('gradNorm', await read(ops.gradNorm(engine, [engine.tensor(g1), engine.tensor(g2)])), [ref.gradNormRef([g1, g2])]));
     // layernorm
-    for (const [rows, C] of [[1, 8], [5, 67], [70, 32]] as const) {
+    for (const [rows, C] of [[1, 8], [5, 67], [70, 32], [3, 517]] as const) {
       const x = rand(rows * C, 3);
       const g = rand(C);
       const b = rand(C);
@@ -169,6 +183,8 @@ export async function checkOps(engine: Engine, seed = 11): Promise<CheckResult[]
       { B: 2, T: 7, H: 3, D: 5, causal: true },
       { B: 2, T: 13, H: 2, D: 8, causal: false },
       { B: 1, T: 77, H: 2, D: 16, causal: true },
+      { B: 1, T: 131, H: 1, D: 67, causal: false },
+      { B: 2, T: 150, H: 1, D: 3, causal: true },
     ]) {
       const C = s.H * s.D;
       const qkv = rand(s.B * s.T * 3 * C);
@@ -211,7 +227,7 @@ export async function checkOps(engine: Engine, seed = 11): Promise<CheckResult[]
       out.push(compare('im2col (patch embedding)', await read(ops.im2col(engine, engine.tensor(img), B, Ch, H, W, P)), ref.im2colRef(img, B, Ch, H, W, P)));
     }
     // CLIP head
-    for (const [rows, C] of [[1, 3], [9, 33]] as const) {
+    for (const [rows, C] of [[1, 3], [9, 33], [4, 700]] as const) {
       const x = rand(rows * C);
       const dy = rand(rows * C);
       const r = ref.l2normalizeRef(x, rows, C);
@@ -219,7 +235,7 @@ export async function checkOps(engine: Engine, seed = 11): Promise<CheckResult[]
       out.push(compare(`l2normalize ${rows}×${C}`, await read(g.y), r.y));
       out.push(compare(`l2normalize backward ${rows}×${C}`, await read(ops.l2normalizeBackward(engine, engine.tensor(dy), g.y, g.norms, rows, C)), ref.l2normalizeBackwardRef(dy, r.y, r.norms, rows, C)));
     }
-    for (const N of [1, 5, 70]) {
+    for (const N of [1, 5, 70, 300]) {
       const x = rand(N * N);
       const s = Math.log(1 / 0.07);
       const logits = ref.scaleByExpRef(x, s);
@@ -235,7 +251,7 @@ export async function checkOps(engine: Engine, seed = 11): Promise<CheckResult[]
       out.push(compare(`scaled logits backward dx ${N}`, await read(gb.dx), rb.dx, { atol: 1e-3, rtol: 1e-4 }));
       out.push(compare(`scaled logits backward dscale ${N}`, await read(gb.ds), [rb.ds], { atol: 1e-3, rtol: 1e-4 }));
     }
-    for (const [rows, V] of [[1, 2], [13, 67]] as const) {
+    for (const [rows, V] of [[1, 2], [13, 67], [3, 1031]] as const) {
       const z = rand(rows * V, 3);
       const targets = Array.from({ length: rows }, () => rng.int(V));
       const r = ref.crossEntropyRef(z, targets, rows, V);

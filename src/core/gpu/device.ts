@@ -52,6 +52,8 @@ export interface GpuInfo {
   subgroupMatrixConfigs: SubgroupMatrixConfig[];
   subgroupMinSize: number;
   subgroupMaxSize: number;
+  /** WGSL language features of the implementation (navigator.gpu.wgslLanguageFeatures), e.g. 'subgroup_id'. */
+  wgslFeatures: string[];
   limits: Record<LimitName, number>;
 }
 
@@ -109,10 +111,11 @@ export async function requestGpu(gpu: GPU, options: RequestGpuOptions = {}): Pro
     if (!destroyedByUs && info.reason !== 'destroyed') options.onLost?.(info);
     return info;
   });
-  return { adapter, device, info: describe(adapter, device, featureLevel, limits), lost };
+  const wgslFeatures = [...((gpu as { wgslLanguageFeatures?: Iterable<string> }).wgslLanguageFeatures ?? [])].map(String).sort();
+  return { adapter, device, info: describe(adapter, device, featureLevel, limits, wgslFeatures), lost };
 }
 
-function describe(adapter: GPUAdapter, device: GPUDevice, featureLevel: 'core' | 'compatibility', limits: Record<LimitName, number>): GpuInfo {
+function describe(adapter: GPUAdapter, device: GPUDevice, featureLevel: 'core' | 'compatibility', limits: Record<LimitName, number>, wgslFeatures: string[]): GpuInfo {
   const raw = (adapter.info ?? {}) as GPUAdapterInfo & {
     subgroupMatrixConfigs?: SubgroupMatrixConfig[];
     subgroupMinSize?: number;
@@ -140,6 +143,7 @@ function describe(adapter: GPUAdapter, device: GPUDevice, featureLevel: 'core' |
     subgroupMatrixConfigs: configs,
     subgroupMinSize: raw.subgroupMinSize ?? 0,
     subgroupMaxSize: raw.subgroupMaxSize ?? 0,
+    wgslFeatures,
     limits,
   };
 }

@@ -89,6 +89,8 @@ export interface Kernel {
 
 export interface EngineStats {
   dispatches: number;
+  /** Bind groups created; with the cache, far fewer than dispatches once a step repeats. */
+  bindGroupsCreated: number;
   submits: number;
   pipelines: number;
   buffersCreated: number;
@@ -98,6 +100,47 @@ export interface EngineStats {
 
 const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
 const UNIFORM_CHUNK = 65536;
+const MAX_CACHED_BIND_GROUPS = 8192;
+
+interface CompiledKernel {
+  pipeline: GPUComputePipeline;
+  /** The explicit layout (uniform at a dynamic offset); undefined for an 'auto' layout. */
+  layout: GPUBindGroupLayout | undefined;
+  id: number;
+}
+
+interface UniformChunk {
+  buffer: GPUBuffer;
+  data: Uint8Array;
+  u32: Uint32Array;
+  i32: Int32Array;
+  f32: Float32Array;
+}
+
+type BindingKind = 'read' | 'read_write' | 'uniform';
+
+/**
+ * Group-0 bindings of a WGSL module in binding order, or undefined when they are not the engine's convention
+ * (storage buffers at 0..n−1, at most one uniform, last, nothing else in group 0).
+ */
+export function bindingKinds(code: string): BindingKind[] | undefined {
+  const found = new Map<number, BindingKind>();
+  for (const m of code.matchAll(/@group\(\s*(\d+)\s*\)\s*@binding\(\s*(\d+)\s*\)\s*var\s*<\s*(storage|uniform)\s*(?:,\s*(read_write|read)\s*)?>/g)) {
+    if (m[1] !== '0') return undefined;
+    const kind: BindingKind = m[3] === 'uniform' ? 'uniform' : m[4] === 'read_write' ? 'read_write' : 'read';
+    found.set(Number(m[2]), kind);
+  }
+  const declared = (code.match(/@binding\(/g) ?? []).length;
+  if (declared !== found.size) return undefined;
+  const kinds: BindingKind[] = [];
+  for (let i = 0; i < found.size; i++) {
+    const k = found.get(i);
+    if (!k) return undefined;
+    kinds.push(k);
+  }
+  if (kinds.slice(0, -1).includes('uniform')) return undefined;
+  return kinds;
+}
 
 function sizeClass(bytes: number): number {
   const b = Math.max(256, Math.ceil(bytes / 256) * 256);
@@ -109,17 +152,21 @@ function sizeClass(bytes: number): number {
 export class Engine {
   readonly device: GPUDevice;
   readonly info: GpuInfo;
-  readonly stats: EngineStats = { dispatches: 0, submits: 0, pipelines: 0, buffersCreated: 0, bytesAllocated: 0, bytesPooled: 0 };
+  readonly stats: EngineStats = { dispatches: 0, bindGroupsCreated: 0, submits: 0, pipelines: 0, buffersCreated: 0, bytesAllocated: 0, bytesPooled: 0 };
   /** Set once the device is lost; every later call throws it. */
   lostReason: string | undefined;
   private errors: string[] = [];
   private pool = new Map<number, GPUBuffer[]>();
   private bufferSize = new WeakMap<GPUBuffer, number>();
-  private pipelines = new Map<string, GPUComputePipeline>();
+  private pipelines = new Map<string, CompiledKernel>();
+  private bindGroups = new Map<string, GPUBindGroup>();
+  private bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 0;
+  private passPipeline: GPUComputePipeline | undefined;
   private encoder: GPUCommandEncoder | undefined;
   private pass: GPUComputePassEncoder | undefined;
   private pendingDispatches = 0;
-  private uniformChunks: { buffer: GPUBuffer; data: Uint8Array }[] = [];
+  private uniformChunks: UniformChunk[] = [];
   private uniformChunk = 0;
   private uniformOffset = 0;
   private uniformAlign: number;
@@ -249,39 +296,94 @@ export class Engine {
   // ---------- kernels ----------
 
   pipeline(kernel: Kernel): GPUComputePipeline {
-    let p = this.pipelines.get(kernel.key);
-    if (!p) {
-      const module = this.device.createShaderModule({ code: kernel.code(), label: kernel.key });
-      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: kernel.key });
-      this.pipelines.set(kernel.key, p);
+    return this.compiled(kernel).pipeline;
+  }
+
+  /**
+   * Pipeline with an explicit layout read off the kernel's WGSL (storage read / read_write, the Params uniform
+   * with a dynamic offset), so that one bind group serves every call on the same buffers: the uniform block
+   * moves by offset, not by a new bind group. Kernels whose bindings cannot be read fall back to 'auto'.
+   */
+  private compiled(kernel: Kernel): CompiledKernel {
+    let c = this.pipelines.get(kernel.key);
+    if (!c) {
+      const code = kernel.code();
+      const module = this.device.createShaderModule({ code, label: kernel.key });
+      const kinds = bindingKinds(code);
+      let layout: GPUBindGroupLayout | undefined;
+      let pipeline: GPUComputePipeline;
+      if (kinds) {
+        layout = this.device.createBindGroupLayout({
+          label: kernel.key,
+          entries: kinds.map((kind, binding) => ({
+            binding,
+            visibility: 4 /* COMPUTE */,
+            buffer: kind === 'uniform' ? { type: 'uniform', hasDynamicOffset: true } : { type: kind === 'read' ? 'read-only-storage' : 'storage' },
+          })),
+        });
+        const pipelineLayout = this.device.createPipelineLayout({ bindGroupLayouts: [layout], label: kernel.key });
+        pipeline = this.device.createComputePipeline({ layout: pipelineLayout, compute: { module, entryPoint: 'main' }, label: kernel.key });
+      } else {
+        pipeline = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: kernel.key });
+      }
+      c = { pipeline, layout, id: this.pipelines.size };
+      this.pipelines.set(kernel.key, c);
       this.stats.pipelines++;
     }
-    return p;
+    return c;
   }
 
   /** Records one dispatch. `params` follow kernel.params in order; f32 fields are written as floats. */
   dispatch(kernel: Kernel, buffers: readonly Tensor[], params: readonly number[], workgroups: readonly [number, number?, number?]): void {
     this.check();
-    const pipeline = this.pipeline(kernel);
-    const entries: GPUBindGroupEntry[] = buffers.map((t, binding) => {
-      if (t.disposed) throw new Error(`kernel ${kernel.key}: input ${binding} was disposed`);
-      return { binding, resource: { buffer: t.buffer, offset: 0, size: Math.ceil(t.byteLength / 16) * 16 } };
-    });
-    const layout = kernel.params ?? [];
-    if (layout.length) {
-      if (params.length !== layout.length) throw new Error(`kernel ${kernel.key}: ${params.length} params for ${layout.length} fields`);
-      entries.push({ binding: buffers.length, resource: this.uniform(layout, params) });
-    }
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const c = this.compiled(kernel);
     const [x, y = 1, z = 1] = workgroups;
     const maxGroups = this.info.limits.maxComputeWorkgroupsPerDimension ?? 65535;
     if (x > maxGroups || y > maxGroups || z > maxGroups) {
       throw new GpuError(`kernel ${kernel.key}: ${x}×${y}×${z} workgroups exceed ${maxGroups} per dimension`);
     }
+    const layout = kernel.params ?? [];
+    if (layout.length && params.length !== layout.length) throw new Error(`kernel ${kernel.key}: ${params.length} params for ${layout.length} fields`);
+    let key = `${c.id}`;
+    for (let binding = 0; binding < buffers.length; binding++) {
+      const t = buffers[binding]!;
+      if (t.disposed) throw new Error(`kernel ${kernel.key}: input ${binding} was disposed`);
+      key += `,${this.bufferId(t.buffer)}:${t.byteLength}`;
+    }
     if (x === 0 || y === 0 || z === 0) return;
+    let uniform: { buffer: GPUBuffer; offset: number; size: number; chunk: number } | undefined;
+    if (layout.length) {
+      uniform = this.uniform(layout, params);
+      key += `|${uniform.chunk}`;
+    }
+    let bindGroup: GPUBindGroup;
+    let offsets: number[] | undefined;
+    if (c.layout) {
+      let cached = this.bindGroups.get(key);
+      if (!cached) {
+        const entries: GPUBindGroupEntry[] = buffers.map((t, binding) => ({ binding, resource: { buffer: t.buffer, offset: 0, size: Math.ceil(t.byteLength / 16) * 16 } }));
+        if (uniform) entries.push({ binding: buffers.length, resource: { buffer: uniform.buffer, offset: 0, size: uniform.size } });
+        cached = this.device.createBindGroup({ layout: c.layout, entries });
+        // Bounded: buffers are pooled, so a training loop revisits the same few hundred combinations.
+        if (this.bindGroups.size >= MAX_CACHED_BIND_GROUPS) this.bindGroups.clear();
+        this.bindGroups.set(key, cached);
+        this.stats.bindGroupsCreated++;
+      }
+      bindGroup = cached;
+      if (uniform) offsets = [uniform.offset];
+    } else {
+      const entries: GPUBindGroupEntry[] = buffers.map((t, binding) => ({ binding, resource: { buffer: t.buffer, offset: 0, size: Math.ceil(t.byteLength / 16) * 16 } }));
+      if (uniform) entries.push({ binding: buffers.length, resource: { buffer: uniform.buffer, offset: uniform.offset, size: uniform.size } });
+      bindGroup = this.device.createBindGroup({ layout: c.pipeline.getBindGroupLayout(0), entries });
+      this.stats.bindGroupsCreated++;
+    }
     const pass = this.computePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
+    if (this.passPipeline !== c.pipeline) {
+      pass.setPipeline(c.pipeline);
+      this.passPipeline = c.pipeline;
+    }
+    if (offsets) pass.setBindGroup(0, bindGroup, offsets);
+    else pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
     this.stats.dispatches++;
     if (++this.pendingDispatches >= this.maxDispatchesPerSubmit) this.flush();
@@ -352,6 +454,7 @@ export class Engine {
 
   /** Releases pooled buffers and destroys the device. */
   destroy(): void {
+    this.bindGroups.clear();
     for (const list of this.pool.values()) for (const b of list) b.destroy();
     this.pool.clear();
     this.device.destroy();
@@ -391,9 +494,17 @@ export class Engine {
   private endPass(): void {
     this.pass?.end();
     this.pass = undefined;
+    this.passPipeline = undefined;
   }
 
-  private uniform(layout: ParamLayout, values: readonly number[]): GPUBufferBinding {
+  private bufferId(buffer: GPUBuffer): number {
+    let id = this.bufferIds.get(buffer);
+    if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
+    return id;
+  }
+
+  /** Writes a Params block into the current chunk (uploaded on flush) and says where it is. */
+  private uniform(layout: ParamLayout, values: readonly number[]): { buffer: GPUBuffer; offset: number; size: number; chunk: number } {
     const bytes = Math.ceil((layout.length * 4) / 16) * 16;
     if (this.uniformOffset + bytes > UNIFORM_CHUNK) {
       this.uniformChunk++;
@@ -401,22 +512,24 @@ export class Engine {
     }
     let chunk = this.uniformChunks[this.uniformChunk];
     if (!chunk) {
+      const data = new Uint8Array(UNIFORM_CHUNK);
       chunk = {
         buffer: this.device.createBuffer({ size: UNIFORM_CHUNK, usage: 0x40 /* UNIFORM */ | 0x8 /* COPY_DST */ }),
-        data: new Uint8Array(UNIFORM_CHUNK),
+        data, u32: new Uint32Array(data.buffer), i32: new Int32Array(data.buffer), f32: new Float32Array(data.buffer),
       };
       this.uniformChunks.push(chunk);
     }
     const offset = this.uniformOffset;
-    const view = new DataView(chunk.data.buffer, offset, bytes);
-    layout.forEach(([, type], i) => {
+    const base = offset >> 2;
+    for (let i = 0; i < layout.length; i++) {
+      const type = layout[i]![1];
       const v = values[i]!;
-      if (type === 'f32') view.setFloat32(i * 4, v, true);
-      else if (type === 'i32') view.setInt32(i * 4, v, true);
-      else view.setUint32(i * 4, v >>> 0, true);
-    });
+      if (type === 'f32') chunk.f32[base + i] = v;
+      else if (type === 'i32') chunk.i32[base + i] = v;
+      else chunk.u32[base + i] = v >>> 0;
+    }
     this.uniformOffset = Math.ceil((offset + bytes) / this.uniformAlign) * this.uniformAlign;
-    return { buffer: chunk.buffer, offset, size: bytes };
+    return { buffer: chunk.buffer, offset, size: bytes, chunk: this.uniformChunk };
   }
 
   private acquireBuffer(bytes: number): GPUBuffer {
@@ -434,13 +547,26 @@ export class Engine {
     return buffer;
   }
 
-  /** Called by Tensor.dispose(). */
+  /**
+   * Called by Tensor.dispose(). Each size class is kept sorted by buffer id and hands out its lowest id, so which
+   * buffer an allocation gets depends only on the set of free buffers, not on the order they were released: a
+   * training step that repeats gets the same buffers in the same roles, and its bind groups come from the cache.
+   */
   releaseBuffer(buffer: GPUBuffer): void {
     const size = this.bufferSize.get(buffer);
     if (size === undefined) return;
     let list = this.pool.get(size);
     if (!list) this.pool.set(size, (list = []));
-    list.push(buffer);
+    // Descending ids; pop() takes the lowest.
+    const id = this.bufferId(buffer);
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.bufferId(list[mid]!) > id) lo = mid + 1;
+      else hi = mid;
+    }
+    list.splice(lo, 0, buffer);
     this.stats.bytesPooled += size;
   }
 }

@@ -1,13 +1,25 @@
 /**
  * Every non-matmul kernel CLIP training needs, forward and backward. All are deterministic (no atomics, fixed
- * summation order), so the same inputs on the same device give bit-identical outputs. Per-row kernels use one
- * thread per row and no workgroup memory: rows are short (≤ a few thousand), and barriers are what CPU back ends
- * pay for most; reductions over many elements (sumAll) use one workgroup with a fixed tree.
+ * summation order), so the same inputs on the same device give bit-identical outputs.
+ *
+ * Row kernels (layernorm, attention softmax rows, cross-entropy and CLIP-loss rows, L2 normalisation, column
+ * sums) come in three forms, chosen per engine (rowKernelMode):
+ *  - 'thread': one thread per row, no workgroup memory, no barriers — what CPU adapters (SwiftShader, llvmpipe)
+ *    run fastest, since barriers are what they pay for most;
+ *  - 'workgroup': one workgroup per row, strided partial sums per thread, then a fixed tree in workgroup memory
+ *    (GPUs without subgroups, e.g. the compatibility adapter);
+ *  - 'subgroup': the same with the tree replaced by an xor butterfly inside each subgroup (subgroupShuffleXor, a
+ *    fixed order for a given subgroup size) and a sequential sum of the per-subgroup totals.
+ * Column sums (bias and LayerNorm-gain gradients) on GPUs split the rows into slices, one workgroup per
+ * 32 columns × slice, and add the slices' partial sums in slice order in a second pass. The reduction order
+ * depends only on the shape, the mode and the device (subgroup size, tuning), never on timing.
  *
  * Layouts: row-major; activations [rows, C] with rows = batch·seq; attention takes the fused qkv projection
  * [B, T, 3C] (q | k | v, heads contiguous inside each) and keeps the softmax probabilities [B, H, T, T].
  */
 import { paramStruct, type Engine, type Kernel, type ParamLayout, type Tensor } from '../engine.ts';
+import { DEFAULT_GPU_TUNING } from '../tuning.ts';
+import { getMatmulTuning } from './matmul.ts';
 
 const WG = 64;
 
@@ -51,6 +63,202 @@ const u32 = (name: string): Binding => ({ name, access: 'read', type: 'u32' });
 
 function check(t: Tensor, size: number, what: string): void {
   if (t.size !== size) throw new Error(`${what}: expected ${size} elements, got ${t.size} (shape ${JSON.stringify(t.shape)})`);
+}
+
+// ---------------------------------------------------------------- row kernels: modes and builders
+
+export type RowKernelMode = 'thread' | 'workgroup' | 'subgroup';
+
+const rowModes = new WeakMap<Engine, RowKernelMode>();
+
+/** The row-kernel forms this engine's device can run ('subgroup' needs subgroups and the subgroup_id builtin). */
+export function rowKernelModes(engine: Engine): RowKernelMode[] {
+  const modes: RowKernelMode[] = ['thread', 'workgroup'];
+  if (engine.info.subgroups && engine.info.wgslFeatures.includes('subgroup_id') && engine.info.subgroupMaxSize > 0) modes.push('subgroup');
+  return modes;
+}
+
+/** The form row kernels take on this engine: a forced one, else one thread per row on CPU adapters, else the best the GPU has. */
+export function rowKernelMode(engine: Engine): RowKernelMode {
+  const forced = rowModes.get(engine);
+  if (forced) return forced;
+  if (engine.info.isCpu) return 'thread';
+  return rowKernelModes(engine).includes('subgroup') ? 'subgroup' : 'workgroup';
+}
+
+/** Forces a row-kernel form on this engine (tests, benchmarks); undefined goes back to the default. */
+export function setRowKernelMode(engine: Engine, mode: RowKernelMode | undefined): void {
+  if (mode && !rowKernelModes(engine).includes(mode)) throw new Error(`row kernels '${mode}' are not available on this device`);
+  if (mode) rowModes.set(engine, mode);
+  else rowModes.delete(engine);
+}
+
+/** Threads per row: a power of two, about len/2 (clamped), at least one subgroup, within the device limit. */
+function rowThreads(engine: Engine, len: number, max = 256): number {
+  const limit = Math.min(max, engine.info.limits.maxComputeInvocationsPerWorkgroup ?? 256);
+  let w = 32;
+  while (w < limit && w * 2 <= len) w *= 2;
+  return Math.max(Math.min(w, limit), Math.min(engine.info.subgroupMaxSize || 0, limit));
+}
+
+interface RowReduce {
+  /** WGSL expression: the sum over the workgroup of each thread's `v` (an f32 expression); every thread gets it. */
+  sum(v: string): string;
+  max(v: string): string;
+}
+
+/**
+ * A kernel with one workgroup of W threads per row `row < p.rows` (2-D grid beyond 65535 rows). The body sees
+ * `row`, `t` (thread in the row, 0..W−1), `W`, and uses reduce.sum()/max() in uniform control flow.
+ */
+function rowKernel(key: string, mode: Exclude<RowKernelMode, 'thread'>, W: number, bindings: Binding[], params: ParamLayout,
+  body: (r: RowReduce) => string, helpers = '', shared = ''): Kernel {
+  const fullKey = `${key}-${mode}${W}`;
+  let k = cache.get(fullKey);
+  if (k) return k;
+  const layout: ParamLayout = [['rows', 'u32'], ...params];
+  const sg = mode === 'subgroup';
+  const reduceFns = sg ? `
+fn rsum(v: f32, sgi: u32, sgid: u32, nsg: u32, sgs: u32) -> f32 {
+  var s = v;
+  for (var o = 1u; o < sgs; o <<= 1u) { s = s + subgroupShuffleXor(s, o); }
+  workgroupBarrier();
+  if (sgi == 0u) { red[sgid] = s; }
+  workgroupBarrier();
+  var total = red[0];
+  for (var k = 1u; k < nsg; k++) { total = total + red[k]; }
+  return total;
+}
+fn rmax(v: f32, sgi: u32, sgid: u32, nsg: u32) -> f32 {
+  let s = subgroupMax(v);
+  workgroupBarrier();
+  if (sgi == 0u) { red[sgid] = s; }
+  workgroupBarrier();
+  var total = red[0];
+  for (var k = 1u; k < nsg; k++) { total = max(total, red[k]); }
+  return total;
+}` : `
+fn rsum(v: f32, t: u32) -> f32 {
+  workgroupBarrier();
+  red[t] = v;
+  workgroupBarrier();
+  for (var w = ${W / 2}u; w > 0u; w >>= 1u) {
+    if (t < w) { red[t] = red[t] + red[t + w]; }
+    workgroupBarrier();
+  }
+  return red[0];
+}
+fn rmax(v: f32, t: u32) -> f32 {
+  workgroupBarrier();
+  red[t] = v;
+  workgroupBarrier();
+  for (var w = ${W / 2}u; w > 0u; w >>= 1u) {
+    if (t < w) { red[t] = max(red[t], red[t + w]); }
+    workgroupBarrier();
+  }
+  return red[0];
+}`;
+  const reduce: RowReduce = sg
+    ? { sum: (v) => `rsum(${v}, sgi, sgid, nsg, sgs)`, max: (v) => `rmax(${v}, sgi, sgid, nsg)` }
+    : { sum: (v) => `rsum(${v}, t)`, max: (v) => `rmax(${v}, t)` };
+  const builtins = sg
+    ? ', @builtin(subgroup_invocation_id) sgi: u32, @builtin(subgroup_id) sgid: u32, @builtin(num_subgroups) nsg: u32, @builtin(subgroup_size) sgs: u32'
+    : '';
+  const code = () => `${sg ? 'enable subgroups;\n' : ''}${paramStruct(layout)}
+${bindings.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b.access}> ${b.name}: array<${b.type ?? 'f32'}>;`).join('\n')}
+@group(0) @binding(${bindings.length}) var<uniform> p: Params;
+const W = ${W}u;
+var<workgroup> red: array<f32, ${W}>;
+${shared}
+${reduceFns}
+${helpers}
+@compute @workgroup_size(${W})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32${builtins}) {
+  let row = wid.x + wid.y * nwg.x;
+  if (row >= p.rows) { return; }
+${body(reduce)}
+}
+`;
+  k = { key: fullKey, code, params: layout };
+  cache.set(fullKey, k);
+  return k;
+}
+
+function runRows(engine: Engine, k: Kernel, buffers: Tensor[], rows: number, params: number[] = []): void {
+  const x = Math.min(rows, 65535);
+  engine.dispatch(k, buffers, [rows, ...params], [x, Math.ceil(rows / x)]);
+}
+
+const COLS = 32;
+const COL_LANES = 8;
+
+/**
+ * Column sums on GPUs: out_k[c] (+)= Σ_r term_k(r, c) for each term, over `rows` rows of N columns. The rows are
+ * cut into S slices (enough workgroups to fill the device); each workgroup sums 32 columns of one slice with
+ * 8 row lanes (strided, then a fixed tree), and a second pass adds the slices in order.
+ */
+function columnSums(engine: Engine, name: string, inputs: { t: Tensor; b: Binding }[], terms: string[], rows: number, N: number,
+  outs: Tensor[], accumulate: boolean, params: { layout: ParamLayout; values: number[] } = { layout: [], values: [] }): void {
+  const groupsX = Math.ceil(N / COLS);
+  const target = getMatmulTuning(engine)?.targetWorkgroups ?? DEFAULT_GPU_TUNING.targetWorkgroups;
+  const S = Math.max(1, Math.min(Math.ceil(target / groupsX), Math.ceil(rows / 64), 65535));
+  const L = Math.ceil(rows / S);
+  const direct = S === 1;
+  const nt = terms.length;
+  const key = `colsum-${name}${direct ? `-direct${accumulate ? '-acc' : ''}` : ''}`;
+  let k = cache.get(key);
+  if (!k) {
+    const layout: ParamLayout = [['rows', 'u32'], ['N', 'u32'], ['L', 'u32'], ['S', 'u32'], ...params.layout];
+    const outBindings = direct ? terms.map((_, j) => `out${j}`) : ['part'];
+    const code = () => `${paramStruct(layout)}
+${inputs.map((x, i) => `@group(0) @binding(${i}) var<storage, read> ${x.b.name}: array<${x.b.type ?? 'f32'}>;`).join('\n')}
+${outBindings.map((o, j) => `@group(0) @binding(${inputs.length + j}) var<storage, read_write> ${o}: array<f32>;`).join('\n')}
+@group(0) @binding(${inputs.length + outBindings.length}) var<uniform> p: Params;
+var<workgroup> red: array<f32, ${COLS * COL_LANES * nt}>;
+@compute @workgroup_size(${COLS}, ${COL_LANES})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c = wid.x * ${COLS}u + lid.x;
+  let s = wid.y;
+  let r0 = s * p.L;
+  let r1 = min(r0 + p.L, p.rows);
+${terms.map((_, j) => `  var acc${j} = 0.0;`).join('\n')}
+  if (c < p.N) {
+    for (var r = r0 + lid.y; r < r1; r += ${COL_LANES}u) {
+${terms.map((term, j) => `      acc${j} += ${term};`).join('\n')}
+    }
+  }
+${terms.map((_, j) => `  red[${j * COLS * COL_LANES}u + lid.y * ${COLS}u + lid.x] = acc${j};`).join('\n')}
+  workgroupBarrier();
+  for (var w = ${COL_LANES / 2}u; w > 0u; w >>= 1u) {
+    if (lid.y < w) {
+${terms.map((_, j) => `      red[${j * COLS * COL_LANES}u + lid.y * ${COLS}u + lid.x] += red[${j * COLS * COL_LANES}u + (lid.y + w) * ${COLS}u + lid.x];`).join('\n')}
+    }
+    workgroupBarrier();
+  }
+  if (lid.y == 0u && c < p.N) {
+${terms.map((_, j) => direct
+    ? `    out${j}[c] = ${accumulate ? `out${j}[c] + ` : ''}red[${j * COLS * COL_LANES}u + lid.x];`
+    : `    part[(${j}u * p.S + s) * p.N + c] = red[${j * COLS * COL_LANES}u + lid.x];`).join('\n')}
+  }
+}
+`;
+    k = { key, code, params: layout };
+    cache.set(key, k);
+  }
+  const values = [rows, N, L, S, ...params.values];
+  if (direct) {
+    engine.dispatch(k, [...inputs.map((x) => x.t), ...outs], values, [groupsX, 1]);
+    return;
+  }
+  const part = engine.empty([nt, S, N]);
+  engine.dispatch(k, [...inputs.map((x) => x.t), part], values, [groupsX, S]);
+  outs.forEach((o, j) => {
+    run(engine, kernel(`colsumFinish${accumulate ? '-acc' : ''}`, [f32('part'), f32('out', 'read_write')], [['S', 'u32'], ['off', 'u32']], `
+  var s = part[p.off + i];
+  for (var k = 1u; k < p.S; k++) { s += part[p.off + k * p.n + i]; }
+  out[i] = ${accumulate ? 'out[i] + ' : ''}s;`), [part, o], N, [S, j * S * N]);
+  });
+  part.dispose();
 }
 
 // ---------------------------------------------------------------- elementwise
@@ -110,6 +318,10 @@ export function geluBackward(engine: Engine, x: Tensor, dy: Tensor, out = engine
 export function sumRows(engine: Engine, x: Tensor, rows: number, N: number, out?: Tensor, accumulate = false): Tensor {
   check(x, rows * N, 'sumRows');
   const o = out ?? engine.empty([N]);
+  if (rowKernelMode(engine) !== 'thread') {
+    columnSums(engine, 'sumRows', [{ t: x, b: f32('x') }], ['x[r * p.N + c]'], rows, N, [o], accumulate);
+    return o;
+  }
   run(engine, kernel(`sumRows${accumulate ? '-acc' : ''}`, [f32('x'), f32('out', 'read_write')], [['rows', 'u32']],
     `  var s = 0.0;\n  for (var r = 0u; r < p.rows; r++) { s += x[r * p.n + i]; }\n  out[i] = ${accumulate ? 'out[i] + ' : ''}s;`),
   [x, o], N, [rows]);
@@ -169,6 +381,24 @@ export function layernorm(engine: Engine, x: Tensor, gamma: Tensor, beta: Tensor
   check(x, rows * C, 'layernorm');
   const y = engine.empty(x.shape);
   const stats = engine.empty([rows, 2]);
+  const mode = rowKernelMode(engine);
+  if (mode !== 'thread') {
+    const W = rowThreads(engine, C);
+    runRows(engine, rowKernel('layernorm', mode, W, [f32('x'), f32('g'), f32('b'), f32('y', 'read_write'), f32('stats', 'read_write')], [['C', 'u32'], ['eps', 'f32']], (r) => `
+  let base = row * p.C;
+  var s = 0.0;
+  for (var c = t; c < p.C; c += W) { s += x[base + c]; }
+  let mean = ${r.sum('s')} / f32(p.C);
+  var v = 0.0;
+  for (var c = t; c < p.C; c += W) { let d = x[base + c] - mean; v += d * d; }
+  let rstd = 1.0 / sqrt(${r.sum('v')} / f32(p.C) + p.eps);
+  for (var c = t; c < p.C; c += W) { y[base + c] = (x[base + c] - mean) * rstd * g[c] + b[c]; }
+  if (t == 0u) {
+    stats[2u * row] = mean;
+    stats[2u * row + 1u] = rstd;
+  }`), [x, gamma, beta, y, stats], rows, [C, eps]);
+    return { y, stats };
+  }
   run(engine, kernel('layernorm', [f32('x'), f32('g'), f32('b'), f32('y', 'read_write'), f32('stats', 'read_write')], [['C', 'u32'], ['eps', 'f32']], `
   let base = i * p.C;
   var mean = 0.0;
@@ -186,6 +416,34 @@ export function layernorm(engine: Engine, x: Tensor, gamma: Tensor, beta: Tensor
 export function layernormBackward(engine: Engine, dy: Tensor, x: Tensor, gamma: Tensor, stats: Tensor, rows: number, C: number,
   grads: { dgamma?: Tensor; dbeta?: Tensor; accumulate?: boolean } = {}): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
   const dx = engine.empty(x.shape);
+  const mode = rowKernelMode(engine);
+  const acc = grads.accumulate ?? false;
+  const dgamma = grads.dgamma ?? engine.empty([C]);
+  const dbeta = grads.dbeta ?? engine.empty([C]);
+  if (mode !== 'thread') {
+    const W = rowThreads(engine, C);
+    runRows(engine, rowKernel('layernormBackwardDx', mode, W, [f32('dy'), f32('x'), f32('g'), f32('stats'), f32('dx', 'read_write')], [['C', 'u32']], (r) => `
+  let base = row * p.C;
+  let mean = stats[2u * row];
+  let rstd = stats[2u * row + 1u];
+  var sumDg = 0.0;
+  var sumDgXhat = 0.0;
+  for (var c = t; c < p.C; c += W) {
+    let dg = dy[base + c] * g[c];
+    sumDg += dg;
+    sumDgXhat += dg * (x[base + c] - mean) * rstd;
+  }
+  let inv = 1.0 / f32(p.C);
+  let tDg = ${r.sum('sumDg')};
+  let tDgXhat = ${r.sum('sumDgXhat')};
+  for (var c = t; c < p.C; c += W) {
+    let xhat = (x[base + c] - mean) * rstd;
+    dx[base + c] = rstd * (dy[base + c] * g[c] - inv * tDg - xhat * inv * tDgXhat);
+  }`), [dy, x, gamma, stats, dx], rows, [C]);
+    columnSums(engine, 'layernormParams', [{ t: dy, b: f32('dy') }, { t: x, b: f32('x') }, { t: stats, b: f32('stats') }],
+      ['dy[r * p.N + c] * (x[r * p.N + c] - stats[2u * r]) * stats[2u * r + 1u]', 'dy[r * p.N + c]'], rows, C, [dgamma, dbeta], acc);
+    return { dx, dgamma, dbeta };
+  }
   run(engine, kernel('layernormBackwardDx', [f32('dy'), f32('x'), f32('g'), f32('stats'), f32('dx', 'read_write')], [['C', 'u32']], `
   let base = i * p.C;
   let mean = stats[2u * i];
@@ -202,9 +460,6 @@ export function layernormBackward(engine: Engine, dy: Tensor, x: Tensor, gamma: 
     let xhat = (x[base + c] - mean) * rstd;
     dx[base + c] = rstd * (dy[base + c] * g[c] - inv * sumDg - xhat * inv * sumDgXhat);
   }`), [dy, x, gamma, stats, dx], rows, [C]);
-  const acc = grads.accumulate ?? false;
-  const dgamma = grads.dgamma ?? engine.empty([C]);
-  const dbeta = grads.dbeta ?? engine.empty([C]);
   run(engine, kernel(`layernormBackwardParams${acc ? '-acc' : ''}`, [f32('dy'), f32('x'), f32('stats'), f32('dg', 'read_write'), f32('db', 'read_write')], [['rows', 'u32']], `
   var sg = 0.0;
   var sb = 0.0;
@@ -219,6 +474,13 @@ export function layernormBackward(engine: Engine, dy: Tensor, x: Tensor, gamma: 
 }
 
 // ---------------------------------------------------------------- attention
+
+/** Longest row the workgroup attention kernels keep in workgroup memory (longer rows use the per-thread kernels). */
+const MAX_SHARED_T = 2048;
+/** Workgroup array length for rows of T: a multiple of 64, so few specialisations. */
+function sharedRowSize(T: number): number {
+  return Math.ceil(T / 64) * 64;
+}
 
 export interface AttentionShape {
   B: number;
@@ -238,6 +500,49 @@ export function attention(engine: Engine, qkv: Tensor, s: AttentionShape): { out
   check(qkv, s.B * s.T * 3 * C, 'attention qkv');
   const out = engine.empty([s.B, s.T, C]);
   const probs = engine.empty([s.B, s.H, s.T, s.T]);
+  const mode = rowKernelMode(engine);
+  if (mode !== 'thread' && s.T <= MAX_SHARED_T) {
+    // One workgroup per (batch, head, query): threads over keys for the scores, over d for P·v; the row's
+    // probabilities stay in workgroup memory between the two.
+    const W = rowThreads(engine, Math.max(s.T, s.D), 128);
+    const TP = sharedRowSize(s.T);
+    runRows(engine, rowKernel(`attention${s.causal ? '-causal' : ''}-t${TP}`, mode, W, [f32('qkv'), f32('out', 'read_write'), f32('probs', 'read_write')],
+      [['T', 'u32'], ['H', 'u32'], ['D', 'u32'], ['scale', 'f32']], (r) => `
+  let i = row;
+  let tq = i % p.T;
+  let h = (i / p.T) % p.H;
+  let b = i / (p.T * p.H);
+  let C = p.H * p.D;
+  let q = (b * p.T + tq) * 3u * C + h * p.D;
+  let prow = i * p.T;
+  let last = ${s.causal ? 'tq' : 'p.T - 1u'};
+  var mx = -3.4e38;
+  for (var j = t; j <= last; j += W) {
+    let k = (b * p.T + j) * 3u * C + C + h * p.D;
+    var sc = 0.0;
+    for (var d = 0u; d < p.D; d++) { sc += qkv[q + d] * qkv[k + d]; }
+    sc = sc * p.scale;
+    ps[j] = sc;
+    mx = max(mx, sc);
+  }
+  let rmx = ${r.max('mx')};
+  var sum = 0.0;
+  for (var j = t; j <= last; j += W) { let e = exp(ps[j] - rmx); ps[j] = e; sum += e; }
+  let inv = 1.0 / ${r.sum('sum')};
+  for (var j = t; j < p.T; j += W) {
+    let pj = select(0.0, ps[j] * inv, j <= last);
+    ps[j] = pj;
+    probs[prow + j] = pj;
+  }
+  workgroupBarrier();
+  let o = (b * p.T + tq) * C + h * p.D;
+  for (var d = t; d < p.D; d += W) {
+    var acc = 0.0;
+    for (var j = 0u; j <= last; j++) { acc += ps[j] * qkv[(b * p.T + j) * 3u * C + 2u * C + h * p.D + d]; }
+    out[o + d] = acc;
+  }`, '', `var<workgroup> ps: array<f32, ${TP}>;`), [qkv, out, probs], s.B * s.H * s.T, [s.T, s.H, s.D, 1 / Math.sqrt(s.D)]);
+    return { out, probs };
+  }
   run(engine, kernel(`attention${s.causal ? '-causal' : ''}`, [f32('qkv'), f32('out', 'read_write'), f32('probs', 'read_write')],
     [['T', 'u32'], ['H', 'u32'], ['D', 'u32'], ['scale', 'f32']], `
   let t = i % p.T;
@@ -277,6 +582,60 @@ export function attentionBackward(engine: Engine, dout: Tensor, qkv: Tensor, pro
   const params: ParamLayout = [['T', 'u32'], ['H', 'u32'], ['D', 'u32'], ['scale', 'f32']];
   const values = [s.T, s.H, s.D, 1 / Math.sqrt(s.D)];
   const n = s.B * s.H * s.T;
+  const mode = rowKernelMode(engine);
+  if (mode !== 'thread' && s.T <= MAX_SHARED_T) {
+    const W = rowThreads(engine, Math.max(s.T, s.D), 128);
+    const TP = sharedRowSize(s.T);
+    // Pass 1, one workgroup per query row: threads over keys for dP and dS, over d for dq.
+    runRows(engine, rowKernel(`attentionBackwardQ-t${TP}`, mode, W, [f32('dout'), f32('qkv'), f32('probs'), f32('ds', 'read_write'), f32('dqkv', 'read_write')], params, (r) => `
+  let i = row;
+  let tq = i % p.T;
+  let h = (i / p.T) % p.H;
+  let b = i / (p.T * p.H);
+  let C = p.H * p.D;
+  let prow = i * p.T;
+  let o = (b * p.T + tq) * C + h * p.D;
+  var dot = 0.0;
+  for (var j = t; j < p.T; j += W) {
+    let v = (b * p.T + j) * 3u * C + 2u * C + h * p.D;
+    var dp = 0.0;
+    for (var d = 0u; d < p.D; d++) { dp += dout[o + d] * qkv[v + d]; }
+    ps[j] = dp;
+    dot += dp * probs[prow + j];
+  }
+  let rdot = ${r.sum('dot')};
+  for (var j = t; j < p.T; j += W) {
+    let dsj = probs[prow + j] * (ps[j] - rdot);
+    ps[j] = dsj;
+    ds[prow + j] = dsj;
+  }
+  workgroupBarrier();
+  let q = (b * p.T + tq) * 3u * C + h * p.D;
+  for (var d = t; d < p.D; d += W) {
+    var acc = 0.0;
+    for (var j = 0u; j < p.T; j++) { acc += ps[j] * qkv[(b * p.T + j) * 3u * C + C + h * p.D + d]; }
+    dqkv[q + d] = acc * p.scale;
+  }`, '', `var<workgroup> ps: array<f32, ${TP}>;`), [dout, qkv, probs, dscores, dqkv], n, values);
+    // Pass 2, one thread per (key row j, d): dk_j[d] = scale · Σ_i dS_ij q_i[d], dv_j[d] = Σ_i P_ij dout_i[d].
+    run(engine, kernel('attentionBackwardKV-elem', [f32('dout'), f32('qkv'), f32('probs'), f32('ds'), f32('dqkv', 'read_write')], params, `
+  let d = i % p.D;
+  let j = (i / p.D) % p.T;
+  let h = (i / (p.D * p.T)) % p.H;
+  let b = i / (p.D * p.T * p.H);
+  let C = p.H * p.D;
+  let bh = (b * p.H + h) * p.T * p.T;
+  var dk = 0.0;
+  var dv = 0.0;
+  for (var r = 0u; r < p.T; r++) {
+    dk += ds[bh + r * p.T + j] * qkv[(b * p.T + r) * 3u * C + h * p.D + d];
+    dv += probs[bh + r * p.T + j] * dout[(b * p.T + r) * C + h * p.D + d];
+  }
+  let k = (b * p.T + j) * 3u * C + C + h * p.D + d;
+  dqkv[k] = dk * p.scale;
+  dqkv[k + C] = dv;`), [dout, qkv, probs, dscores, dqkv], n * s.D, values);
+    dscores.dispose();
+    return dqkv;
+  }
   const index = `
   let t = i % p.T;
   let h = (i / p.T) % p.H;
@@ -449,6 +808,18 @@ export function im2col(engine: Engine, images: Tensor, B: number, Ch: number, H:
 export function l2normalize(engine: Engine, x: Tensor, rows: number, C: number, eps = 1e-12): { y: Tensor; norms: Tensor } {
   const y = engine.empty(x.shape);
   const norms = engine.empty([rows]);
+  const mode = rowKernelMode(engine);
+  if (mode !== 'thread') {
+    const W = rowThreads(engine, C);
+    runRows(engine, rowKernel('l2normalize', mode, W, [f32('x'), f32('y', 'read_write'), f32('norms', 'read_write')], [['C', 'u32'], ['eps', 'f32']], (r) => `
+  let base = row * p.C;
+  var s = 0.0;
+  for (var c = t; c < p.C; c += W) { s += x[base + c] * x[base + c]; }
+  let nrm = max(sqrt(${r.sum('s')}), p.eps);
+  for (var c = t; c < p.C; c += W) { y[base + c] = x[base + c] / nrm; }
+  if (t == 0u) { norms[row] = nrm; }`), [x, y, norms], rows, [C, eps]);
+    return { y, norms };
+  }
   run(engine, kernel('l2normalize', [f32('x'), f32('y', 'read_write'), f32('norms', 'read_write')], [['C', 'u32'], ['eps', 'f32']], `
   let base = i * p.C;
   var s = 0.0;
@@ -462,6 +833,18 @@ export function l2normalize(engine: Engine, x: Tensor, rows: number, C: number, 
 /** dx = (dy − y·(y·dy))/‖x‖. */
 export function l2normalizeBackward(engine: Engine, dy: Tensor, y: Tensor, norms: Tensor, rows: number, C: number): Tensor {
   const dx = engine.empty(y.shape);
+  const mode = rowKernelMode(engine);
+  if (mode !== 'thread') {
+    const W = rowThreads(engine, C);
+    runRows(engine, rowKernel('l2normalizeBackward', mode, W, [f32('dy'), f32('y'), f32('norms'), f32('dx', 'read_write')], [['C', 'u32']], (r) => `
+  let base = row * p.C;
+  var s = 0.0;
+  for (var c = t; c < p.C; c += W) { s += y[base + c] * dy[base + c]; }
+  let d = ${r.sum('s')};
+  let inv = 1.0 / norms[row];
+  for (var c = t; c < p.C; c += W) { dx[base + c] = (dy[base + c] - y[base + c] * d) * inv; }`), [dy, y, norms, dx], rows, [C]);
+    return dx;
+  }
   run(engine, kernel('l2normalizeBackward', [f32('dy'), f32('y'), f32('norms'), f32('dx', 'read_write')], [['C', 'u32']], `
   let base = i * p.C;
   var d = 0.0;
@@ -498,6 +881,26 @@ export function clipLoss(engine: Engine, logits: Tensor, N: number, gradScale = 
   check(logits, N * N, 'clipLoss');
   const lse = engine.empty([2 * N]);
   const terms = engine.empty([2 * N]);
+  const mode = rowKernelMode(engine);
+  if (mode !== 'thread') {
+    const W = rowThreads(engine, N);
+    runRows(engine, rowKernel('clipLossLse', mode, W, [f32('z'), f32('lse', 'read_write'), f32('terms', 'read_write')], [['N', 'u32']], (r) => `
+  let col = row >= p.N;
+  let rr = select(row, row - p.N, col);
+  let stride = select(p.N, 1u, col);
+  let step = select(1u, p.N, col);
+  let start = rr * stride;
+  var mx = -3.4e38;
+  for (var k = t; k < p.N; k += W) { mx = max(mx, z[start + k * step]); }
+  let rmx = ${r.max('mx')};
+  var s = 0.0;
+  for (var k = t; k < p.N; k += W) { s += exp(z[start + k * step] - rmx); }
+  let l = rmx + log(${r.sum('s')});
+  if (t == 0u) {
+    lse[row] = l;
+    terms[row] = l - z[rr * p.N + rr];
+  }`), [logits, lse, terms], 2 * N, [N]);
+  } else {
   run(engine, kernel('clipLossLse', [f32('z'), f32('lse', 'read_write'), f32('terms', 'read_write')], [['N', 'u32']], `
   let col = i >= p.N;
   let r = select(i, i - p.N, col);
@@ -511,6 +914,7 @@ export function clipLoss(engine: Engine, logits: Tensor, N: number, gradScale = 
   let l = mx + log(s);
   lse[i] = l;
   terms[i] = l - z[r * p.N + r];`), [logits, lse, terms], 2 * N, [N]);
+  }
   const loss = sumAll(engine, terms, engine.empty([1]), 0, 1 / (2 * N));
   const dlogits = engine.empty([N, N]);
   run(engine, kernel('clipLossGrad', [f32('z'), f32('lse'), f32('dz', 'read_write')], [['N', 'u32'], ['scale', 'f32']], `
@@ -528,6 +932,22 @@ export function crossEntropy(engine: Engine, logits: Tensor, targets: Tensor, ro
   check(logits, rows * V, 'crossEntropy');
   const losses = engine.empty([rows]);
   const dlogits = engine.empty([rows, V]);
+  const mode = rowKernelMode(engine);
+  if (mode !== 'thread') {
+    const W = rowThreads(engine, V);
+    runRows(engine, rowKernel('crossEntropy', mode, W, [f32('z'), u32('targets'), f32('losses', 'read_write'), f32('dz', 'read_write')], [['V', 'u32'], ['scale', 'f32']], (r) => `
+  let base = row * p.V;
+  var mx = -3.4e38;
+  for (var k = t; k < p.V; k += W) { mx = max(mx, z[base + k]); }
+  let rmx = ${r.max('mx')};
+  var s = 0.0;
+  for (var k = t; k < p.V; k += W) { s += exp(z[base + k] - rmx); }
+  let lse = rmx + log(${r.sum('s')});
+  let tg = targets[row];
+  if (t == 0u) { losses[row] = lse - z[base + tg]; }
+  for (var k = t; k < p.V; k += W) { dz[base + k] = p.scale * (exp(z[base + k] - lse) - select(0.0, 1.0, k == tg)); }`),
+    [logits, targets, losses, dlogits], rows, [V, gradScale / rows]);
+  } else {
   run(engine, kernel('crossEntropy', [f32('z'), u32('targets'), f32('losses', 'read_write'), f32('dz', 'read_write')], [['V', 'u32'], ['scale', 'f32']], `
   let base = i * p.V;
   var mx = -3.4e38;
@@ -539,6 +959,7 @@ export function crossEntropy(engine: Engine, logits: Tensor, targets: Tensor, ro
   losses[i] = lse - z[base + t];
   for (var k = 0u; k < p.V; k++) { dz[base + k] = p.scale * (exp(z[base + k] - lse) - select(0.0, 1.0, k == t)); }`),
   [logits, targets, losses, dlogits], rows, [V, gradScale / rows]);
+  }
   const loss = sumAll(engine, losses, engine.empty([1]), 0, 1 / rows);
   losses.dispose();
   return { loss, dlogits };
