@@ -9,7 +9,7 @@ rm -rf .dev && mkdir -p .dev/node_modules/webgpu/dist/linux-x64
 xz -T2 -6 -c "$(command -v node)" > .dev/node.xz
 cp node_modules/webgpu/package.json node_modules/webgpu/index.js .dev/node_modules/webgpu/
 xz -T2 -6 -c node_modules/webgpu/dist/linux-x64/dawn.node > .dev/node_modules/webgpu/dist/linux-x64/dawn.node.xz
-for script in gpu gpu-check; do
+for script in gpu gpu-check train; do
   npx esbuild "bench/$script.ts" --bundle --platform=node --format=esm --target=node20 \
     --external:webgpu --external:vite --external:playwright-core --external:./gpu-browser.ts --outfile=".dev/$script.mjs" --log-level=warning
 done

@@ -5,8 +5,3 @@ export class UserError extends Error {
     super(message);
   }
 }
-
-/** For subcommands whose flags exist but whose work lands with a later issue. */
-export function notYet(command: string, issue: number, what: string): never {
-  throw new UserError(`${command}: ${what} is not available yet (tracked in issue #${issue})`, 3);
-}

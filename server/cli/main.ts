@@ -2,8 +2,10 @@ import { Command, CommanderError } from 'commander';
 import { FormatError } from '../../src/core/formats/errors.ts';
 import { registerInspect } from './commands/inspect.ts';
 import { registerFilter } from './commands/filter.ts';
-import { registerPlannedCommands } from './commands/planned.ts';
 import { registerReshard } from './commands/reshard.ts';
+import { registerEvaluate } from './commands/evaluate.ts';
+import { registerRun } from './commands/run.ts';
+import { registerTrain } from './commands/train.ts';
 import { registerContamination, registerPoolBuild } from './commands/pool.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTokenize } from './commands/tokenize.ts';
@@ -24,7 +26,9 @@ registerContamination(program);
 registerTokenize(program);
 registerFilter(program);
 registerReshard(program);
-registerPlannedCommands(program);
+registerTrain(program);
+registerEvaluate(program);
+registerRun(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -6,7 +6,9 @@
  *  - 'auto': a hardware Vulkan adapter if there is one, else opengles, else swiftshader.
  * See ../../../shared/research/webgpu.md for what was measured on each.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { create, globals } from 'webgpu';
 import { NoAdapterError, requestGpu, type GpuHandle } from '../../src/core/gpu/device.ts';
 
@@ -31,8 +33,12 @@ const SWIFTSHADER_ICDS = ['/usr/lib/chromium/vk_swiftshader_icd.json', '/usr/lib
 
 let globalsInstalled = false;
 function installGlobals(): void {
+  if (globalsInstalled) return;
   // GPUBufferUsage, GPUMapMode, GPUShaderStage … as in a browser, for code written against the browser API.
-  if (!globalsInstalled) Object.assign(globalThis, globals);
+  Object.assign(globalThis, globals);
+  // Mesa's EGL prints "XDG_RUNTIME_DIR is invalid or not set" to stderr on headless machines (CI, servers),
+  // which reads like an error to users; a private runtime dir silences it and changes nothing else.
+  if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = mkdtempSync(join(tmpdir(), 'dcw-xdg-'));
   globalsInstalled = true;
 }
 

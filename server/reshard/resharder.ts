@@ -3,6 +3,10 @@
  * through the tar reader a chunk at a time and each output shard is written through an atomic file
  * stream, so memory holds one sample (plus the optional shuffle buffer), whatever the pool size.
  *
+ * Several workers (-j) run in worker threads, one task (a contiguous run of input shards) each, sharing
+ * the subset through a SharedArrayBuffer; memory per worker is one sample, a 4 MiB write batch and the
+ * optional shuffle buffer.
+ *
  * Where this differs from the official script, and why:
  * - Output shard numbers: the official workers take numbers from a shared counter when they open a shard,
  *   so the numbering depends on timing. Here each worker writes under temporary names and the shards are
@@ -15,13 +19,13 @@
  */
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, normalize } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { isSortedWords, decodeSubsetWords } from '../../src/core/formats/uid.ts';
-import { TarWriter } from '../../src/core/formats/tar.ts';
-import { readSamples, sampleEntries, type WdsSample } from '../../src/core/formats/webdataset.ts';
 import { formatShardName, guessNumShards, planTasks, SubsetIndex, type Shard } from '../../src/core/reshard/plan.ts';
-import { Rng } from '../../src/core/util/random.ts';
 import { UserError } from '../cli/errors.ts';
-import { fileReadStream, fileWriteStream, writeFileAtomic } from '../io/streams.ts';
+import { writeFileAtomic } from '../io/streams.ts';
+import { runTask, TEMP_SHARD, type TaskLog, type TaskParams, type TaskResult } from './task.ts';
+import type { WorkerInput, WorkerMessage } from './worker.ts';
 
 export interface ReshardOptions {
   inputDir: string;
@@ -71,15 +75,6 @@ export interface ReshardReport extends ReshardState {
   bytesRead: number;
   bytesWritten: number;
 }
-
-/** Per output sample, webdataset's TarWriter size accounting: header + body padded to 512 per member. */
-function sampleTarBytes(sample: WdsSample): number {
-  let n = 0;
-  for (const [, data] of sample.files) n += 512 + Math.ceil(data.length / 512) * 512;
-  return n;
-}
-
-const MAX_SHARD_BYTES = 3e9;
 
 /** Python's json.dumps of a flat object with its default separators and ensure_ascii. */
 export function pyJsonDumps(obj: Record<string, string | number>): string {
@@ -185,132 +180,42 @@ export async function reshard(opts: ReshardOptions): Promise<ReshardReport> {
     await copyFile(o.subsetFile, join(o.outputDir, 'sample_ids.npy'));
   }
 
-  // 4. workers
+  // 4. workers: one runs here; several run in worker threads (one task each), so they use several cores
   const numWorkers = Math.min(o.numWorkers, shards.length);
   const tasks = planTasks(shards, numWorkers);
   const state: ReshardState = { processed_count: 0, output_count: 0, blur_count: 0, blur_time: 0, output_shard_count: 0, worker_success: 0 };
   const errors: string[] = [];
   let bytesRead = 0;
   let bytesWritten = 0;
-  const workerShards: { temp: string; count: number }[][] = tasks.map(() => []);
-
-  const runWorker = async (w: number, task: Shard[]) => {
-    const outputs = workerShards[w]!;
-    let writer: TarWriter | undefined;
-    let done: Promise<void> | undefined;
-    let count = 0;
-    let size = 0;
-    const closeShard = async () => {
-      if (!writer) return;
-      await writer.finish();
-      await done;
-      outputs[outputs.length - 1]!.count = count;
-      writer = undefined;
-    };
-    const write = async (sample: WdsSample) => {
-      if (o.dryRun) return;
-      if (!writer || count >= o.shardSize || size >= MAX_SHARD_BYTES) {
-        await closeShard();
-        const temp = join(o.outputDir, `.reshard-w${String(w).padStart(3, '0')}-${String(outputs.length).padStart(6, '0')}.tar`);
-        outputs.push({ temp, count: 0 });
-        writer = new TarWriter();
-        const counted = writer.readable.pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, c) {
-            bytesWritten += chunk.length;
-            c.enqueue(chunk);
-          },
-        }));
-        done = counted.pipeTo(fileWriteStream(temp));
-        done.catch(() => {});
-        count = 0;
-        size = 0;
-      }
-      for (const entry of sampleEntries(sample)) await writer.add(entry);
-      count++;
-      size += sampleTarBytes(sample);
-    };
-    const rng = new Rng(w);
-    const buffer: WdsSample[] = [];
-    const emit = async (sample: WdsSample) => {
-      if (o.shuffleBufsize <= 0) return write(sample);
-      buffer.push(sample);
-      if (buffer.length >= o.shuffleBufsize) {
-        const k = rng.int(buffer.length);
-        const picked = buffer[k]!;
-        buffer[k] = buffer[buffer.length - 1]!;
-        buffer.pop();
-        await write(picked);
-      }
-    };
-    let processed = 0;
-    try {
-      for (const shard of task) {
-        const name = formatShardName(o.shardFormat, shard.shardId);
-        const path = join(o.inputDir, name);
-        const stream = fileReadStream(path).pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, c) {
-            bytesRead += chunk.length;
-            c.enqueue(chunk);
-          },
-        }));
-        try {
-          for await (const sample of readSamples(stream, path, { duplicates: 'new-sample' })) {
-            const json = sample.files.get('json');
-            if (!json) {
-              errors.push(`missing json for ${path}/${sample.__key__}, skipping`);
-              log('error', errors[errors.length - 1]!);
-              continue;
-            }
-            let uid: unknown;
-            try {
-              uid = (JSON.parse(new TextDecoder().decode(json)) as { uid?: unknown }).uid;
-            } catch (err) {
-              errors.push(`${path}/${sample.__key__}.json: ${(err as Error).message}`);
-              log('error', errors[errors.length - 1]!);
-              continue;
-            }
-            const key = typeof uid === 'string' ? SubsetIndex.parseUid(uid) : undefined;
-            if (!key) {
-              errors.push(`${path}/${sample.__key__}.json: uid ${JSON.stringify(uid)} is not a 128-bit hex number`);
-              log('error', errors[errors.length - 1]!);
-              continue;
-            }
-            const n = subset.count(key);
-            for (let j = 0; j < n; j++) {
-              await emit({ __key__: `${uid as string}-${j}`, files: sample.files });
-              state.output_count++;
-            }
-            processed++;
-            state.processed_count++;
-          }
-        } catch (err) {
-          // webdataset's handler logs and goes on with the next shard
-          errors.push(`webdataset error: ${path}: ${(err as Error).message}`);
-          log('error', errors[errors.length - 1]!);
-        }
-      }
-      while (buffer.length) {
-        const k = rng.int(buffer.length);
-        const picked = buffer[k]!;
-        buffer[k] = buffer[buffer.length - 1]!;
-        buffer.pop();
-        await write(picked);
-      }
-      await closeShard();
-      const expected = task.reduce((n, s) => n + s.size, 0);
-      if (processed !== expected) log('error', `worker ${w}: expected ${expected} samples but found ${processed}`);
-      state.worker_success++;
-    } catch (err) {
-      await writer?.abort(err).catch(() => {});
-      throw err;
-    }
-  };
+  const params = (w: number, task: Shard[]): TaskParams => ({
+    worker: w, shards: task, inputDir: o.inputDir, outputDir: o.outputDir, shardFormat: o.shardFormat, shardSize: o.shardSize,
+    shuffleBufsize: o.shuffleBufsize, dryRun: Boolean(o.dryRun),
+  });
+  let results: TaskResult[];
   try {
-    await Promise.all(tasks.map((task, w) => runWorker(w, task)));
+    if (tasks.length === 1) {
+      results = [await runTask(params(0, tasks[0]!), subset, log)];
+    } else {
+      const shared = new SharedArrayBuffer(subsetWords.byteLength);
+      new Uint32Array(shared).set(subsetWords);
+      results = await runInThreads(tasks.map((task, w) => params(w, task)), shared, log);
+    }
   } catch (err) {
-    for (const outs of workerShards) for (const out of outs) await rm(out.temp, { force: true });
+    // nothing half-done stays behind: every worker's temporary shards go
+    if (!o.dryRun) {
+      for (const name of await readdir(o.outputDir)) if (TEMP_SHARD.test(name)) await rm(join(o.outputDir, name), { force: true });
+    }
     throw err;
   }
+  for (const r of results) {
+    state.processed_count += r.processed;
+    state.output_count += r.outputCount;
+    state.worker_success++;
+    errors.push(...r.errors);
+    bytesRead += r.bytesRead;
+    bytesWritten += r.bytesWritten;
+  }
+  const workerShards = results.map((r) => r.outputs);
 
   // 5. number the output shards in worker order and write their stats
   if (!o.dryRun) {
@@ -368,4 +273,40 @@ export async function reshard(opts: ReshardOptions): Promise<ReshardReport> {
     ...state, inputShards: shards.length, missingShards: missing, expectedSamples: totalData, subsetSize: subset.size, notFound,
     errors, seconds, bytesRead, bytesWritten,
   };
+}
+
+/**
+ * Runs each task in a worker thread. The threads load TypeScript through tsx's register(), as bin/dcw.js
+ * does (a worker does not inherit the parent's --import hooks). The first failure stops the others.
+ */
+async function runInThreads(tasks: TaskParams[], subset: SharedArrayBuffer, log: TaskLog): Promise<TaskResult[]> {
+  const entry = new URL('./worker.ts', import.meta.url).href;
+  const boot = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); });`;
+  const workers: Worker[] = [];
+  try {
+    return await Promise.all(tasks.map((params) => new Promise<TaskResult>((resolve, reject) => {
+      const worker = new Worker(boot, { eval: true, workerData: { params, subset } satisfies WorkerInput });
+      workers.push(worker);
+      let settled = false;
+      worker.on('message', (m: WorkerMessage) => {
+        if (m.type === 'log') log(m.level, m.message);
+        else if (m.type === 'done') {
+          settled = true;
+          resolve(m.result);
+        } else {
+          settled = true;
+          reject(new Error(m.message));
+        }
+      });
+      worker.on('error', (err) => {
+        settled = true;
+        reject(err);
+      });
+      worker.on('exit', (code) => {
+        if (!settled) reject(new Error(`reshard worker ${params.worker} stopped (exit code ${code})`));
+      });
+    })));
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
 }

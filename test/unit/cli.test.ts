@@ -2,11 +2,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { dcw } from '../helpers/cli.ts';
+import { BPE_PATH } from '../helpers/shared-data.ts';
 
 test('dcw --help lists every subcommand', () => {
   const run = dcw(['--help']);
   assert.equal(run.status, 0);
-  for (const command of ['serve', 'pool', 'filter', 'reshard', 'train', 'evaluate', 'run', 'uids', 'inspect']) {
+  for (const command of ['serve', 'pool', 'contamination', 'tokenize', 'filter', 'reshard', 'train', 'evaluate', 'run', 'uids', 'inspect']) {
     assert.match(run.stdout, new RegExp(`^  ${command}\\b`, 'm'), `${command} missing from help`);
   }
 });
@@ -18,11 +19,11 @@ test('subcommands carry the official scripts\' flag names', () => {
   assert.match(dcw(['evaluate', '--help']).stdout, /--train_output_dir/);
 });
 
-test('a subcommand whose work is not built yet says which issue brings it, in one line', () => {
-  const run = dcw(['train', '--scale', 'small', '--data_dir', 'x', '--output_dir', 'y']);
-  assert.equal(run.status, 3);
-  assert.equal(run.stderr.trim().split('\n').length, 1);
-  assert.match(run.stderr, /^dcw: train: training is not available yet \(tracked in issue #5\)$/m);
+test('train on a missing shard directory fails in one line, with a non-zero status', () => {
+  const run = dcw(['train', '--scale', 'cpu-tiny', '--data_dir', '/nonexistent/shards', '--output_dir', '/tmp/dcw-never', '--bpe', BPE_PATH]);
+  assert.notEqual(run.status, 0);
+  assert.equal(run.stderr.trim().split('\n').length, 1, run.stderr);
+  assert.match(run.stderr, /^dcw: .*\/nonexistent\/shards/);
 });
 
 test('unknown commands and bad choices fail with a non-zero status', () => {

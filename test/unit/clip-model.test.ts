@@ -159,7 +159,7 @@ test('checkpoints: open_clip state-dict names and shapes, atomic save, exact rel
     assert.equal(metadata.model, 'wb-tiny');
     assert.equal(metadata.epoch, '1');
     // Names and shapes as open_clip's CLIP(embed_dim=64, vision_cfg(image 32, patch 8, width 64, layers 2),
-    // text_cfg(ctx 77, vocab 49408, width 64, heads 4, layers 2)).state_dict() has them.
+    // text_cfg(ctx 32, vocab 49408, width 64, heads 4, layers 2)).state_dict() has them.
     const expected: [string, number[]][] = [
       ['visual.conv1.weight', [64, 3, 8, 8]], ['visual.class_embedding', [64]], ['visual.positional_embedding', [17, 64]],
       ['visual.ln_pre.weight', [64]], ['visual.ln_pre.bias', [64]],
@@ -167,7 +167,7 @@ test('checkpoints: open_clip state-dict names and shapes, atomic save, exact rel
       ['visual.transformer.resblocks.0.attn.out_proj.weight', [64, 64]], ['visual.transformer.resblocks.1.ln_1.weight', [64]],
       ['visual.transformer.resblocks.1.mlp.c_fc.weight', [256, 64]], ['visual.transformer.resblocks.1.mlp.c_proj.weight', [64, 256]],
       ['visual.ln_post.weight', [64]], ['visual.proj', [64, 64]], ['token_embedding.weight', [49408, 64]],
-      ['positional_embedding', [77, 64]], ['transformer.resblocks.1.ln_2.bias', [64]], ['transformer.resblocks.0.mlp.c_fc.bias', [256]],
+      ['positional_embedding', [32, 64]], ['transformer.resblocks.1.ln_2.bias', [64]], ['transformer.resblocks.0.mlp.c_fc.bias', [256]],
       ['ln_final.weight', [64]], ['ln_final.bias', [64]], ['text_projection', [64, 64]], ['logit_scale', []],
     ];
     for (const [name, shape] of expected) assert.deepEqual(state.get(name)?.shape, shape, name);
@@ -180,7 +180,7 @@ test('checkpoints: open_clip state-dict names and shapes, atomic save, exact rel
     const b = reloaded.lossAndGradients(clipBatch(be, cfg, images, ids)).loss.value as RefTensor;
     // Saved as float32: the reloaded model is the original rounded to float32, the same as the f32 init values.
     assert.equal(b.data[0], a.data[0]);
-    await assert.rejects(loadCheckpoint(path, clipConfig('wb-small')), /epoch_1.safetensors: visual.class_embedding has shape \[64\], wb-small expects \[128\]/);
+    await assert.rejects(loadCheckpoint(path, clipConfig('wb-small')), /epoch_1.safetensors: visual.class_embedding has shape \[64\], wb-small expects \[192\]/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

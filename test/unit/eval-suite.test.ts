@@ -22,7 +22,7 @@ let store: FileEvalStore;
 
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'dcw-evalsuite-'));
-  const build = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'server/pool/cli.ts'), 'pool', 'build', '--out', join(dir, 'pool'), '--eval-out', join(dir, 'eval'), '--fraction', '0.004', '--workers', '1'], { cwd: ROOT, encoding: 'utf8' });
+  const build = spawnSync(process.execPath, [join(ROOT, 'bin/dcw.js'), 'pool', 'build', '--out', join(dir, 'pool'), '--eval-out', join(dir, 'eval'), '--fraction', '0.004', '--workers', '1'], { cwd: ROOT, encoding: 'utf8' });
   assert.equal(build.status, 0, build.stderr);
   store = new FileEvalStore(join(dir, 'eval'));
 });

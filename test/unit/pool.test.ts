@@ -21,7 +21,7 @@ import { renderAll } from '../../server/pool/render-pool.ts';
 import { fileReadStream } from '../../server/io/streams.ts';
 
 const REPO = join(import.meta.dirname, '../..');
-const CLI = join(REPO, 'server/pool/cli.ts');
+const CLI = join(REPO, 'bin/dcw.js');
 const FRACTION = '0.004';
 const tmp = mkdtempSync(join(tmpdir(), 'dcw-pool-test-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -29,7 +29,7 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 function build(name: string, cache: string, extra: string[] = []) {
   const out = join(tmp, name, 'pool');
   const evalOut = join(tmp, name, 'eval');
-  const run = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'pool', 'build', '--out', out, '--eval-out', evalOut, '--cache', cache, '--fraction', FRACTION, '--json', ...extra], {
+  const run = spawnSync(process.execPath, [CLI, 'pool', 'build', '--out', out, '--eval-out', evalOut, '--cache', cache, '--fraction', FRACTION, '--json', ...extra], {
     cwd: REPO, encoding: 'utf8', env: { ...process.env, CI: 'true' }, timeout: 120_000,
   });
   assert.equal(run.status, 0, run.stderr);
@@ -232,7 +232,7 @@ describe('pool build', () => {
     assert.deepEqual(report.offenders, [...uids].sort());
     // the CLI writes the offenders as a DataComp subset file
     const npy = join(tmp, 'offenders.npy');
-    const run = spawnSync(process.execPath, ['--import', 'tsx', CLI, 'contamination', '--pool', dirty, '--eval', a.evalOut, '--write-uids', npy], { cwd: REPO, encoding: 'utf8', env: { ...process.env, CI: 'true' } });
+    const run = spawnSync(process.execPath, [CLI, 'contamination', '--pool', dirty, '--eval', a.evalOut, '--write-uids', npy], { cwd: REPO, encoding: 'utf8', env: { ...process.env, CI: 'true' } });
     assert.equal(run.status, 2, run.stderr);
     assert.match(run.stdout, /test pictures found in the pool \(6 pool samples match\)/);
     assert.deepEqual(decodeSubset(readFileSync(npy), npy), [...uids].sort());
@@ -242,7 +242,7 @@ describe('pool build', () => {
     const out = join(tmp, 'k', 'pool');
     const evalOut = join(tmp, 'k', 'eval');
     const cache = join(tmp, 'cache-k');
-    const args = ['--import', 'tsx', CLI, 'pool', 'build', '--out', out, '--eval-out', evalOut, '--cache', cache, '--fraction', FRACTION];
+    const args = [CLI, 'pool', 'build', '--out', out, '--eval-out', evalOut, '--cache', cache, '--fraction', FRACTION];
     for (const delay of [2500, 4500]) {
       const child = spawn(process.execPath, args, { cwd: REPO, stdio: 'ignore' });
       await new Promise((r) => setTimeout(r, delay));

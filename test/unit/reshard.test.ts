@@ -30,7 +30,7 @@ const quiet = () => {};
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dcw-reshard-'));
-  const build = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'server/pool/cli.ts'), 'pool', 'build', '--out', join(dir, 'pool'), '--eval-out', join(dir, 'eval'), '--fraction', '0.01', '--workers', '1'], { cwd: ROOT, encoding: 'utf8' });
+  const build = spawnSync(process.execPath, [join(ROOT, 'bin/dcw.js'), 'pool', 'build', '--out', join(dir, 'pool'), '--eval-out', join(dir, 'eval'), '--fraction', '0.01', '--workers', '1'], { cwd: ROOT, encoding: 'utf8' });
   assert.equal(build.status, 0, build.stderr);
   // re-cut the pool's one shard into four, so the resharder sees several shards and a missing one
   const all = await readAll(join(dir, 'pool/shards/00000000.tar'));

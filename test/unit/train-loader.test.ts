@@ -25,7 +25,7 @@ const sizes = [70, 45, 60];
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'dcw-loader-'));
-  const build = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'server/pool/cli.ts'), 'pool', 'build', '--out', join(dir, 'pool'), '--eval-out', join(dir, 'eval'), '--fraction', '0.004', '--workers', '1'], { cwd: ROOT, encoding: 'utf8' });
+  const build = spawnSync(process.execPath, [join(ROOT, 'bin/dcw.js'), 'pool', 'build', '--out', join(dir, 'pool'), '--eval-out', join(dir, 'eval'), '--fraction', '0.004', '--workers', '1'], { cwd: ROOT, encoding: 'utf8' });
   assert.equal(build.status, 0, build.stderr);
   const all: WdsSample[] = [];
   for await (const s of readSamples(fileReadStream(join(dir, 'pool/shards/00000000.tar')), 'pool')) all.push(s);

@@ -1,6 +1,7 @@
 // Scales as scale_configs.py + open_clip defaults, open_clip's cosine_lr, and the weight-decay mask rule.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { clipConfig } from '../../src/core/model/configs.ts';
 import { OFFICIAL_SCALES, runPlan, scaleConfig, SCALES, weightDecayApplies, weightDecayGroups } from '../../src/core/train/scales.ts';
 import { cosineLr, cosineSchedule } from '../../src/core/train/schedule.ts';
 
@@ -38,7 +39,9 @@ describe('scales', () => {
     assert.ok(tiny.trainNumSamples >= 2000 && tiny.trainNumSamples <= 10_000);
     assert.equal(small.imageSize, 64);
     assert.ok(small.trainNumSamples >= 1_000_000);
-    assert.deepEqual([tiny.model, small.model], ['dcw-cpu-tiny', 'dcw-gpu-small']);
+    assert.deepEqual([tiny.model, small.model], ['wb-tiny', 'wb-small']);
+    // each workbench scale's model exists and sees the scale's image size
+    for (const s of [tiny, small]) assert.equal(clipConfig(s.model).vision.imageSize, s.imageSize);
   });
 
   test('run plan: epochs = checkpoints of floor(seen / checkpoints) samples, ceil(samples / batch) steps each', () => {

@@ -46,7 +46,7 @@ export function findDefaultBpe(roots = pythonLibRoots()): string | undefined {
 
 export async function loadTokenizer(bpe: string | undefined, roots?: string[]): Promise<ClipTokenizer> {
   const path = bpe ?? findDefaultBpe(roots);
-  if (!path) throw new UserError(`tokenize: no CLIP vocabulary found (no open_clip in a Python site-packages); pass --bpe path/to/${VOCAB}`, 2);
+  if (!path) throw new UserError(`no CLIP vocabulary found (no --bpe, no $DCW_BPE, no open_clip in a Python site-packages); pass --bpe path/to/${VOCAB}`, 2);
   return ClipTokenizer.fromBytes(new Uint8Array(await readFile(path)), path);
 }
 

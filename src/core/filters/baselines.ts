@@ -21,12 +21,14 @@
  * - a null caption makes the official script fail (`None.replace`), so it is an error here too.
  */
 import { FormatError } from '../formats/errors.ts';
-import { encodeSubsetWords, sortUidWords, uidCount } from '../formats/uid.ts';
+import { encodeSubsetWords } from '../formats/uid.ts';
+import { sortUids } from './sort.ts';
 import { detectorInfo, type DetectorInfo, type LanguageDetector } from '../text/langid.ts';
-import { isFloat32Column, numberColumn, stringColumn, uidWordsColumn, UidWordList } from './columns.ts';
+import { checkedUids, isFloat32Column, numberColumn, pushUids, pyLenAt, pyWordCountAt, stringsOf, textAt, UidWordList, type FlatStrings } from './columns.ts';
 import { pyLen, pyWordCount } from './pystr.ts';
 import { scanMetadata, type MetadataFile } from './scan.ts';
-import { Float32List, thresholdForFraction } from './threshold.ts';
+import { runKeepTask, type KeepRunner } from './keep.ts';
+import { thresholdForFraction } from './threshold.ts';
 
 export const MODEL_FREE_BASELINES = ['no_filter', 'basic_filter', 'clip_score', 'laion2b'] as const;
 export const ALL_BASELINES = ['no_filter', 'basic_filter', 'text_based', 'image_based', 'image_based_intersect_clip_score', 'clip_score', 'laion2b'] as const;
@@ -93,19 +95,18 @@ export interface RunOptions {
   detector?: LanguageDetector;
   /** Called after each row group. */
   onProgress?: (rowsDone: number, file: string) => void;
+  /**
+   * Runs the model-free passes (no_filter, clip_score, the fraction's score pass); default: in this
+   * thread. server/filters/parallel.ts gives one that splits them over worker threads.
+   */
+  runner?: KeepRunner;
 }
 
 /** The threshold of `--fraction` over the whole pool (first pass over the score column only). */
 export async function poolThreshold(files: readonly MetadataFile[], column: string, fraction: number, options: RunOptions = {}): Promise<number> {
-  const scores = new Float32List();
-  let rows = 0;
-  for await (const chunk of scanMetadata(files, [column])) {
-    const values = numberColumn(chunk.table.getChild(column)!, chunk.file, column);
-    scores.append(values); // float32 columns are exact in float32; float64 ones are rounded (documented)
-    rows += values.length;
-    options.onProgress?.(rows, chunk.file);
-  }
-  return thresholdForFraction(scores.finish(), fraction);
+  const run: KeepRunner = options.runner ?? ((task, o) => runKeepTask(files, task, o));
+  const { scores } = await run({ kind: 'scores', column }, { onProgress: options.onProgress });
+  return thresholdForFraction(scores!, fraction);
 }
 
 /** Runs a baseline over the metadata files and returns the sorted kept uids. */
@@ -122,75 +123,95 @@ export async function runBaseline(files: readonly MetadataFile[], spec: Baseline
   const detector = options.detector!;
   let threshold: number | undefined;
 
+  const run: KeepRunner = options.runner ?? ((task, o) => runKeepTask(files, task, o));
+  let words: Uint32Array | undefined;
   if (spec.name === 'no_filter') {
-    for await (const chunk of scanMetadata(files, ['uid'])) {
-      const words = uidWordsColumn(chunk.table.getChild('uid')!, chunk.file, chunk.firstRow);
-      kept.append(words);
-      progress(uidCount(words), chunk.file);
-    }
+    const r = await run({ kind: 'all' }, { onProgress: options.onProgress });
+    words = r.words;
+    rows = r.rows;
   } else if (spec.name === 'basic_filter') {
     for await (const chunk of scanMetadata(files, ['uid', 'text', 'original_width', 'original_height'])) {
-      const t = chunk.table;
-      const words = uidWordsColumn(t.getChild('uid')!, chunk.file, chunk.firstRow);
-      const texts = stringColumn(t.getChild('text')!, chunk.file, 'text');
-      const w = numberColumn(t.getChild('original_width')!, chunk.file, 'original_width');
-      const h = numberColumn(t.getChild('original_height')!, chunk.file, 'original_height');
+      const uids = checkedUids(chunk.column('uid'), chunk.file, chunk.firstRow);
+      const texts = stringsOf(chunk.column('text'), chunk.file, 'text');
+      const w = numberColumn(chunk.column('original_width'), chunk.file, 'original_width');
+      const h = numberColumn(chunk.column('original_height'), chunk.file, 'original_height');
       const mask = basicRulesMask(texts, w, h, chunk.file, chunk.firstRow);
       await andEnglish(mask, texts, detector);
-      kept.pushMasked(words, mask);
+      pushUids(kept, uids, mask);
       progress(texts.length, chunk.file);
     }
     threshold = undefined;
+  } else if (spec.name === 'clip_score') {
+    const column = scoreColumnName(spec.arch!);
+    threshold = spec.threshold ?? await poolThreshold(files, column, spec.fraction!, { runner: options.runner });
+    const r = await run({ kind: 'atLeast', column, threshold }, { onProgress: options.onProgress });
+    words = r.words;
+    rows = r.rows;
   } else {
-    // clip_score and laion2b
-    const arch: Arch = spec.name === 'laion2b' ? 'b32' : spec.arch!;
-    const column = scoreColumnName(arch);
-    threshold = spec.name === 'laion2b' ? LAION2B_THRESHOLD : spec.threshold ?? await poolThreshold(files, column, spec.fraction!);
-    const columns = spec.name === 'laion2b' ? ['uid', 'text', column] : ['uid', column];
-    for await (const chunk of scanMetadata(files, columns)) {
-      const t = chunk.table;
-      const scoreVector = t.getChild(column)!;
+    // laion2b: B/32 >= 0.28 and English
+    const column = scoreColumnName('b32');
+    threshold = LAION2B_THRESHOLD;
+    for await (const chunk of scanMetadata(files, ['uid', 'text', column])) {
+      const scoreVector = chunk.column(column);
       const scores = numberColumn(scoreVector, chunk.file, column);
       // numpy compares a float32 column with a Python float in float32
       const cut = isFloat32Column(scoreVector) ? Math.fround(threshold) : threshold;
       const mask = new Uint8Array(scores.length);
       for (let i = 0; i < scores.length; i++) mask[i] = scores[i]! >= cut ? 1 : 0;
-      if (spec.name === 'laion2b') {
-        const texts = stringColumn(t.getChild('text')!, chunk.file, 'text');
-        texts.forEach((x, i) => {
-          if (x === null) throw new FormatError(chunk.file, `row ${chunk.firstRow + i}: text is null (the official filter fails on it too)`);
-        });
-        await andEnglish(mask, texts, detector);
+      const texts = stringsOf(chunk.column('text'), chunk.file, 'text');
+      if (texts.valid) {
+        const row = texts.valid.indexOf(0);
+        if (row >= 0) throw new FormatError(chunk.file, `row ${chunk.firstRow + row}: text is null (the official filter fails on it too)`);
       }
-      kept.pushMasked(uidWordsColumn(t.getChild('uid')!, chunk.file, chunk.firstRow), mask);
+      await andEnglish(mask, texts, detector);
+      pushUids(kept, checkedUids(chunk.column('uid'), chunk.file, chunk.firstRow), mask);
       progress(scores.length, chunk.file);
     }
   }
-  const result: BaselineResult = { words: sortUidWords(kept.finish()), rows };
+  const result: BaselineResult = { words: sortUids(words ?? kept.finish()), rows };
   if (threshold !== undefined) result.threshold = threshold;
   if (needDetector) result.detector = detectorInfo(detector, spec.name === 'laion2b' ? 'gcld3 3.0.13 NNetLanguageIdentifier(0, 1000)' : undefined);
   return result;
 }
 
-/** basic_filter's caption and image rules (everything but the language). */
-export function basicRulesMask(texts: readonly (string | null)[], width: Float64Array, height: Float64Array, file = 'metadata', firstRow = 0): Uint8Array {
+/**
+ * basic_filter's caption and image rules (everything but the language). The image rule is checked first
+ * and the caption measured only where it passes: `and` of pure tests, so the same mask.
+ */
+export function basicRulesMask(texts: FlatStrings | readonly (string | null)[], width: Float64Array, height: Float64Array, file = 'metadata', firstRow = 0): Uint8Array {
   const mask = new Uint8Array(texts.length);
+  const flat = !Array.isArray(texts) ? texts as FlatStrings : undefined;
+  const list = texts as readonly (string | null)[];
+  const memo = flat?.entry ? new Int8Array(flat.entry.count).fill(-1) : undefined;
   for (let i = 0; i < texts.length; i++) {
-    const text = texts[i];
-    if (text === null || text === undefined) throw new FormatError(file, `row ${firstRow + i}: text is null (the official basic_filter fails on it too)`);
+    const isNull = flat ? flat.valid !== undefined && !flat.valid[i] : list[i] === null || list[i] === undefined;
+    if (isNull) throw new FormatError(file, `row ${firstRow + i}: text is null (the official basic_filter fails on it too)`);
     const lo = Math.min(width[i]!, height[i]!);
     const hi = Math.max(width[i]!, height[i]!);
-    mask[i] = pyWordCount(text) > 2 && pyLen(text) > 5 && lo >= 200 && hi / lo <= 3.0 ? 1 : 0;
+    if (!(lo >= 200 && hi / lo <= 3.0)) continue;
+    if (!flat) {
+      mask[i] = pyWordCount(list[i]!) > 2 && pyLen(list[i]!) > 5 ? 1 : 0;
+      continue;
+    }
+    // the caption rule once per dictionary entry (equal bytes, equal answer)
+    const e = flat.entry ? flat.entry.of[i]! : -1;
+    let ok = e >= 0 ? memo![e]! : -1;
+    if (ok < 0) {
+      ok = pyWordCountAt(flat, i) > 2 && pyLenAt(flat, i) > 5 ? 1 : 0;
+      if (e >= 0) memo![e] = ok;
+    }
+    mask[i] = ok;
   }
   return mask;
 }
 
 /** mask &= (language == "en"), asking the detector only about rows still in the mask (same result, fewer calls). */
-export async function andEnglish(mask: Uint8Array, texts: readonly (string | null)[], detector: LanguageDetector): Promise<void> {
+export async function andEnglish(mask: Uint8Array, texts: FlatStrings | readonly (string | null)[], detector: LanguageDetector): Promise<void> {
   const rows: number[] = [];
   for (let i = 0; i < mask.length; i++) if (mask[i]) rows.push(i);
   if (!rows.length) return;
-  const labels = await detector.detect(rows.map((i) => texts[i] as string));
+  const at = Array.isArray(texts) ? (i: number) => (texts as readonly (string | null)[])[i] as string : (i: number) => textAt(texts as FlatStrings, i) as string;
+  const labels = await detector.detect(rows.map(at));
   for (let k = 0; k < rows.length; k++) if (labels[k] !== 'en') mask[rows[k]!] = 0;
 }
 

@@ -15,7 +15,7 @@
  */
 import { Type, type Field } from 'apache-arrow';
 import type { LanguageDetector } from '../text/langid.ts';
-import { listLengthColumn, numberColumn, stringColumn } from './columns.ts';
+import { listLengthColumn, numberColumn, perString, pyLenAt, pyWordCountAt, stringsOf, textAt, type FlatStrings } from './columns.ts';
 import { pyLen, pyWordCount } from './pystr.ts';
 import type { Chunk } from './scan.ts';
 
@@ -98,7 +98,7 @@ export interface Compiled {
   usesLang: boolean;
 }
 export interface CompiledExpression extends Compiled {
-  evaluate(chunk: Chunk, detector?: LanguageDetector): Promise<Uint8Array | Float64Array | (string | null)[]>;
+  evaluate(chunk: Chunk, detector?: LanguageDetector): Promise<Uint8Array | Float64Array | FlatStrings | (string | null)[]>;
 }
 
 /** Parses and type-checks `source` against the metadata schema's fields. */
@@ -230,7 +230,7 @@ export function compileExpression(source: string, fields: readonly Field[], want
     async evaluate(chunk, detector) {
       if (usesLang && !detector) throw new ExpressionError(source, 0, 'lang() needs a language detector');
       const v = await evalNode(root, chunk, detector, undefined, new Map());
-      const rows = chunk.table.numRows;
+      const rows = chunk.rows;
       // a constant expression ("true", "1 + 2") becomes a column
       if (typeof v === 'boolean') return new Uint8Array(rows).fill(v ? 1 : 0);
       if (typeof v === 'number') return new Float64Array(rows).fill(v);
@@ -240,18 +240,25 @@ export function compileExpression(source: string, fields: readonly Field[], want
   };
 }
 
-type Val = Float64Array | Uint8Array | (string | null)[] | number | string | boolean;
+/** A string column: bytes as read, or JS strings made by a function (lower, lang). */
+type Strs = FlatStrings | (string | null)[];
+type Val = Float64Array | Uint8Array | Strs | number | string | boolean;
+
+const isFlatStrings = (v: Val): v is FlatStrings => typeof v === 'object' && !Array.isArray(v) && !ArrayBuffer.isView(v);
+const isStrs = (v: Val): v is Strs => Array.isArray(v) || isFlatStrings(v);
+/** Row i of a string value (a literal is the same in every row). */
+const strAt = (v: Val, i: number): string | null => (typeof v === 'string' ? v : Array.isArray(v) ? v[i]! : textAt(v as FlatStrings, i));
 
 async function evalNode(n: Node, chunk: Chunk, detector: LanguageDetector | undefined, active: Uint8Array | undefined, cache: Map<string, Val>): Promise<Val> {
-  const rows = chunk.table.numRows;
+  const rows = chunk.rows;
   switch (n.k) {
     case 'num': case 'str': case 'bool': return n.v;
     case 'col': {
       const key = `${n.name}:${n.ty}`;
       let v = cache.get(key);
       if (!v) {
-        const col = chunk.table.getChild(n.name)!;
-        v = n.ty === 'num' ? numberColumn(col, chunk.file, n.name) : n.ty === 'str' ? stringColumn(col, chunk.file, n.name) : listLengthColumn(col, chunk.file, n.name);
+        const col = chunk.column(n.name);
+        v = n.ty === 'num' ? numberColumn(col, chunk.file, n.name) : n.ty === 'str' ? stringsOf(col, chunk.file, n.name) : listLengthColumn(col, chunk.file, n.name);
         cache.set(key, v);
       }
       return v;
@@ -265,18 +272,31 @@ async function evalNode(n: Node, chunk: Chunk, detector: LanguageDetector | unde
       if (n.op === 'and' || n.op === 'or') {
         const a = toMask(await evalNode(n.a, chunk, detector, active, cache), rows);
         // the right side's lang() only runs on rows where the left side has not decided
-        const open = a.map((x, i) => ((n.op === 'and' ? x : 1 - x) && (!active || active[i]) ? 1 : 0));
+        // (and so do words() and len(): values on rows already decided are never looked at)
+        const isAnd = n.op === 'and';
+        // masks hold 0 and 1 only
+        let open: Uint8Array;
+        if (isAnd && !active) open = a;
+        else {
+          open = new Uint8Array(rows);
+          if (isAnd) for (let i = 0; i < rows; i++) open[i] = a[i]! & active![i]!;
+          else if (active) for (let i = 0; i < rows; i++) open[i] = (1 - a[i]!) & active[i]!;
+          else for (let i = 0; i < rows; i++) open[i] = 1 - a[i]!;
+        }
         const b = toMask(await evalNode(n.b, chunk, detector, open, cache), rows);
-        return a.map((x, i) => (n.op === 'and' ? x & b[i]! : x | b[i]!));
+        const out = new Uint8Array(rows);
+        if (isAnd) for (let i = 0; i < rows; i++) out[i] = a[i]! & b[i]!;
+        else for (let i = 0; i < rows; i++) out[i] = a[i]! | b[i]!;
+        return out;
       }
       const a = await evalNode(n.a, chunk, detector, active, cache);
       const b = await evalNode(n.b, chunk, detector, active, cache);
-      if (typeof a === 'string' || Array.isArray(a)) {
+      if (typeof a === 'string' || isStrs(a)) {
         const eq = n.op === '==';
         const out = new Uint8Array(rows);
         for (let i = 0; i < rows; i++) {
-          const x = typeof a === 'string' ? a : a[i];
-          const y = typeof b === 'string' ? b : (b as (string | null)[])[i];
+          const x = strAt(a, i);
+          const y = strAt(b, i);
           out[i] = x === null || y === null ? (eq ? 0 : 1) : (x === y) === eq ? 1 : 0;
         }
         return out;
@@ -290,20 +310,35 @@ async function evalNode(n: Node, chunk: Chunk, detector: LanguageDetector | unde
     case 'call': {
       const args = await Promise.all(n.args.map((a) => evalNode(a, chunk, detector, active, cache)));
       const col = (v: Val) => (typeof v === 'number' ? new Float64Array(rows).fill(v) : v as Float64Array);
-      const strs = (v: Val) => (typeof v === 'string' ? new Array<string>(rows).fill(v) : v as (string | null)[]);
+      const strs = (v: Val): (string | null)[] => Array.from({ length: rows }, (_, i) => strAt(v, i));
       switch (n.fn) {
         case 'min': case 'max': {
           // numpy.minimum/maximum: NaN wins
           const cols = args.map(col);
           const out = Float64Array.from(cols[0]!);
-          for (const c of cols.slice(1)) for (let i = 0; i < rows; i++) out[i] = n.fn === 'min' ? Math.min(out[i]!, c[i]!) : Math.max(out[i]!, c[i]!);
+          for (const c of cols.slice(1)) {
+            if (n.fn === 'min') for (let i = 0; i < rows; i++) out[i] = Math.min(out[i]!, c[i]!);
+            else for (let i = 0; i < rows; i++) out[i] = Math.max(out[i]!, c[i]!);
+          }
           return out;
         }
         case 'abs': return col(args[0]!).map(Math.abs);
-        case 'len': return typeof args[0] === 'string' || Array.isArray(args[0]) ? Float64Array.from(strs(args[0]!), (s) => (s === null ? NaN : pyLen(s))) : args[0]!;
-        case 'words': return Float64Array.from(strs(args[0]!), (s) => (s === null ? NaN : pyWordCount(s)));
+        case 'len': {
+          const a = args[0]!;
+          if (isFlatStrings(a)) return perString(a, pyLenAt, active);
+          return typeof a === 'string' || Array.isArray(a) ? Float64Array.from(strs(a), (s) => (s === null ? NaN : pyLen(s))) : a;
+        }
+        case 'words': {
+          const a = args[0]!;
+          if (isFlatStrings(a)) return perString(a, pyWordCountAt, active);
+          return Float64Array.from(strs(a), (s) => (s === null ? NaN : pyWordCount(s)));
+        }
         case 'lower': return strs(args[0]!).map((s) => (s === null ? null : s.toLowerCase()));
-        case 'is_null': return typeof args[0] === 'object' ? Uint8Array.from(args[0] as ArrayLike<unknown>, (x) => (x === null || (typeof x === 'number' && Number.isNaN(x)) ? 1 : 0)) : new Uint8Array(rows);
+        case 'is_null': {
+          const a = args[0]!;
+          if (isFlatStrings(a)) return a.valid ? a.valid.map((x) => 1 - x) : new Uint8Array(rows);
+          return typeof a === 'object' ? Uint8Array.from(a as ArrayLike<unknown>, (x) => (x === null || (typeof x === 'number' && Number.isNaN(x)) ? 1 : 0)) : new Uint8Array(rows);
+        }
         case 'contains': case 'startswith': case 'endswith': {
           const needle = n.args[1]!.k === 'str' ? (n.args[1] as { v: string }).v : '';
           const test = n.fn === 'contains' ? (s: string) => s.includes(needle) : n.fn === 'startswith' ? (s: string) => s.startsWith(needle) : (s: string) => s.endsWith(needle);
@@ -311,10 +346,10 @@ async function evalNode(n: Node, chunk: Chunk, detector: LanguageDetector | unde
         }
         case '~': return Uint8Array.from(strs(args[0]!), (s) => (s !== null && n.re!.test(s) ? 1 : 0));
         case 'lang': {
-          const texts = strs(args[0]!);
+          const texts = args[0]!;
           const ask: number[] = [];
-          for (let i = 0; i < rows; i++) if (texts[i] !== null && (!active || active[i])) ask.push(i);
-          const labels = await detector!.detect(ask.map((i) => texts[i]!));
+          for (let i = 0; i < rows; i++) if (strAt(texts, i) !== null && (!active || active[i])) ask.push(i);
+          const labels = await detector!.detect(ask.map((i) => strAt(texts, i)!));
           const out: (string | null)[] = new Array(rows).fill(null);
           ask.forEach((r, k) => (out[r] = labels[k]!));
           return out;
@@ -330,27 +365,38 @@ function toMask(v: Val, rows: number): Uint8Array {
 }
 
 function numeric(op: string, a: Float64Array | number, b: Float64Array | number, rows: number): Float64Array | Uint8Array {
+  const arith = ['+', '-', '*', '/', '%'].includes(op);
+  if (!arith && typeof a !== 'number' && typeof b === 'number') return compareScalar(op, a, b, rows);
   const A = typeof a === 'number' ? new Float64Array(rows).fill(a) : a;
   const B = typeof b === 'number' ? new Float64Array(rows).fill(b) : b;
-  const arith = ['+', '-', '*', '/', '%'].includes(op);
   const out = arith ? new Float64Array(rows) : new Uint8Array(rows);
-  for (let i = 0; i < rows; i++) {
-    const x = A[i]!;
-    const y = B[i]!;
-    switch (op) {
-      case '+': out[i] = x + y; break;
-      case '-': out[i] = x - y; break;
-      case '*': out[i] = x * y; break;
-      case '/': out[i] = x / y; break;
-      case '%': out[i] = x - Math.floor(x / y) * y; break; // Python's modulo
-      case '==': out[i] = x === y ? 1 : 0; break;
-      case '!=': out[i] = x !== y ? 1 : 0; break;
-      case '<': out[i] = x < y ? 1 : 0; break;
-      case '<=': out[i] = x <= y ? 1 : 0; break;
-      case '>': out[i] = x > y ? 1 : 0; break;
-      case '>=': out[i] = x >= y ? 1 : 0; break;
-    }
+  // one loop per operator, so each is a tight loop
+  switch (op) {
+    case '+': for (let i = 0; i < rows; i++) out[i] = A[i]! + B[i]!; break;
+    case '-': for (let i = 0; i < rows; i++) out[i] = A[i]! - B[i]!; break;
+    case '*': for (let i = 0; i < rows; i++) out[i] = A[i]! * B[i]!; break;
+    case '/': for (let i = 0; i < rows; i++) out[i] = A[i]! / B[i]!; break;
+    case '%': for (let i = 0; i < rows; i++) out[i] = A[i]! - Math.floor(A[i]! / B[i]!) * B[i]!; break; // Python's modulo
+    case '==': for (let i = 0; i < rows; i++) out[i] = A[i]! === B[i]! ? 1 : 0; break;
+    case '!=': for (let i = 0; i < rows; i++) out[i] = A[i]! !== B[i]! ? 1 : 0; break;
+    case '<': for (let i = 0; i < rows; i++) out[i] = A[i]! < B[i]! ? 1 : 0; break;
+    case '<=': for (let i = 0; i < rows; i++) out[i] = A[i]! <= B[i]! ? 1 : 0; break;
+    case '>': for (let i = 0; i < rows; i++) out[i] = A[i]! > B[i]! ? 1 : 0; break;
+    case '>=': for (let i = 0; i < rows; i++) out[i] = A[i]! >= B[i]! ? 1 : 0; break;
   }
   return out;
 }
 
+/** A column against a number (the usual `score >= 0.3`), without spreading the number into a column. */
+function compareScalar(op: string, A: Float64Array, y: number, rows: number): Uint8Array {
+  const out = new Uint8Array(rows);
+  switch (op) {
+    case '==': for (let i = 0; i < rows; i++) out[i] = A[i]! === y ? 1 : 0; break;
+    case '!=': for (let i = 0; i < rows; i++) out[i] = A[i]! !== y ? 1 : 0; break;
+    case '<': for (let i = 0; i < rows; i++) out[i] = A[i]! < y ? 1 : 0; break;
+    case '<=': for (let i = 0; i < rows; i++) out[i] = A[i]! <= y ? 1 : 0; break;
+    case '>': for (let i = 0; i < rows; i++) out[i] = A[i]! > y ? 1 : 0; break;
+    case '>=': for (let i = 0; i < rows; i++) out[i] = A[i]! >= y ? 1 : 0; break;
+  }
+  return out;
+}

@@ -22,11 +22,13 @@
  * Rows with a null score never pass. Same recipe + same pool → same bytes: nothing depends on time or order.
  */
 import type { Field } from 'apache-arrow';
-import { countDistinctSorted, sortUidWords, uidCount } from '../formats/uid.ts';
+import { countDistinctSorted, uidCount } from '../formats/uid.ts';
+import { sortUids } from './sort.ts';
 import { detectorInfo, type DetectorInfo, type LanguageDetector } from '../text/langid.ts';
 import { ALL_BASELINES, BaselineOptionError, checkBaselineSpec, runBaseline, type BaselineSpec } from './baselines.ts';
-import { uidWordsColumn, UidWordList } from './columns.ts';
+import { checkedUids, pushUids, UidWordList } from './columns.ts';
 import { compileExpression, ExpressionError, type CompiledExpression } from './expr.ts';
+import type { KeepRunner } from './keep.ts';
 import { metadataSchema, scanMetadata, type MetadataFile } from './scan.ts';
 import { intersectSorted, subtractSorted, uniqueSorted, unionSorted } from './sets.ts';
 import { thresholdForFraction64 } from './threshold.ts';
@@ -150,6 +152,8 @@ export interface RecipeOptions {
   onProgress?: (rows: number, file: string) => void;
   /** Identity of the pool (e.g. server/filters/metadata-dir.ts poolIdentity), copied into the record. */
   pool?: unknown;
+  /** Runs the passes that need no language detector (see RunOptions.runner); default: in this thread. */
+  runner?: KeepRunner;
   /** Name used in errors (default "recipe"). */
   file?: string;
 }
@@ -188,24 +192,30 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
     let threshold: number | undefined;
     if ('baseline' in rule) {
       const { baseline, ...params } = rule;
-      const r = await runBaseline(files, { name: baseline, ...params }, { detector: options.detector, onProgress: options.onProgress });
+      const r = await runBaseline(files, { name: baseline, ...params }, { detector: options.detector, onProgress: options.onProgress, runner: options.runner });
       words = r.words;
       rowsRead = r.rows;
       threshold = r.threshold;
       if (baseline === 'laion2b' && record.detector) record.detector.standsInFor = r.detector?.standsInFor;
+    } else if (!('top' in rule) && options.runner && !compiled.get(name)!.where!.usesLang) {
+      // a plain `where` needs no detector: the runner may split it over threads
+      const r = await options.runner({ kind: 'where', where: rule.where }, { onProgress: options.onProgress });
+      words = sortUids(r.words);
+      rowsRead = r.rows;
     } else {
       const c = compiled.get(name)!;
       const cols = [...new Set(['uid', ...(c.where?.columns ?? []), ...(c.top?.columns ?? [])])];
       const kept = new UidWordList();
       const scores: number[] = [];
       for await (const chunk of scanMetadata(files, cols)) {
-        const uids = uidWordsColumn(chunk.table.getChild('uid')!, chunk.file, chunk.firstRow);
-        const mask = c.where ? (await c.where.evaluate(chunk, options.detector)) as Uint8Array : new Uint8Array(chunk.table.numRows).fill(1);
+        const uids = checkedUids(chunk.column('uid'), chunk.file, chunk.firstRow);
+        const mask = c.where ? (await c.where.evaluate(chunk, options.detector)) as Uint8Array : undefined;
         if (c.top) {
           const s = (await c.top.evaluate(chunk, options.detector)) as Float64Array;
-          for (let i = 0; i < mask.length; i++) if (mask[i]) { kept.push(uids, i); scores.push(s[i]!); }
-        } else kept.pushMasked(uids, mask);
-        rowsRead += chunk.table.numRows;
+          for (let i = 0; i < chunk.rows; i++) if (!mask || mask[i]) scores.push(s[i]!);
+        }
+        pushUids(kept, uids, mask);
+        rowsRead += chunk.rows;
         options.onProgress?.(rowsRead, chunk.file);
       }
       words = kept.finish();
@@ -221,7 +231,7 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
         for (let i = 0; i < s.length; i++) if (s[i]! >= threshold) top.push(words, i);
         words = top.finish();
       }
-      words = sortUidWords(words);
+      words = sortUids(words);
     }
     results.set(name, words);
     record.subsets[name] = { uids: uidCount(words), distinct: countDistinctSorted(words), rows_read: rowsRead };

@@ -145,6 +145,8 @@ class ByteSource {
 }
 
 const blockPadding = (size: number): number => (BLOCK - (size % BLOCK)) % BLOCK;
+/** The pax values of a member that has none (most members). */
+const NO_PAX: ReadonlyMap<string, string> = new Map();
 
 function isZero(bytes: Uint8Array): boolean {
   for (let i = 0; i < bytes.length; i++) if (bytes[i] !== 0) return false;
@@ -184,10 +186,19 @@ class HeaderParser {
       }
       return Number(value);
     }
-    const text = latin1.decode(fieldBytes(block, at, length)).replace(/^ +| +$/g, '');
-    if (text === '') return 0;
-    if (!/^[0-7]+$/.test(text)) throw this.fail(`${where}: ${what} field is not an octal number`);
-    const value = parseInt(text, 8);
+    // the field up to its NUL, without leading and trailing spaces, read digit by digit
+    const stop = at + length;
+    let end = at;
+    while (end < stop && block[end] !== 0) end++;
+    let from = at;
+    while (from < end && block[from] === 0x20) from++;
+    while (end > from && block[end - 1] === 0x20) end--;
+    let value = 0;
+    for (let i = from; i < end; i++) {
+      const c = block[i]!;
+      if (c < 0x30 || c > 0x37) throw this.fail(`${where}: ${what} field is not an octal number`);
+      value = value * 8 + (c - 0x30);
+    }
     if (!Number.isSafeInteger(value)) throw this.fail(`${where}: ${what} field is out of range`);
     return value;
   }
@@ -453,8 +464,8 @@ export async function* readTar(
 
       parser.verifyChecksum(block, offset);
       const typeflag = String.fromCharCode(block[156]!);
-      const magic = latin1.decode(block.subarray(257, 265));
-      const posix = magic.startsWith('ustar\0');
+      // magic "ustar\0" (POSIX; GNU's "ustar  " is not)
+      const posix = block[257] === 0x75 && block[258] === 0x73 && block[259] === 0x74 && block[260] === 0x61 && block[261] === 0x72 && block[262] === 0;
       const rawName = fieldBytes(block, 0, 100);
       const rawPrefix = posix ? fieldBytes(block, 345, 155) : EMPTY;
       const headerWhere = `header at offset ${offset}`;
@@ -487,8 +498,12 @@ export async function* readTar(
       }
       if (typeflag === 'S') throw parser.fail(`${headerWhere}: GNU sparse members are not supported`);
 
-      const pax = new Map(globalPax);
-      for (const [k, v] of localPax ?? []) pax.set(k, v);
+      let pax = NO_PAX;
+      if (globalPax.size || localPax) {
+        const merged = new Map(globalPax);
+        for (const [k, v] of localPax ?? []) merged.set(k, v);
+        pax = merged;
+      }
       // An empty pax value means "no value": fall back to the header field.
       const paxValue = (key: string): string | undefined => (pax.get(key) ? pax.get(key) : undefined);
 
@@ -598,8 +613,15 @@ function putText(block: Uint8Array, at: number, length: number, bytes: Uint8Arra
   block.set(bytes.subarray(0, length), at);
 }
 
+/** putText of a string's UTF-8 bytes; ASCII text (all the writer puts in a header) is copied without encoding. */
+function putString(block: Uint8Array, at: number, length: number, text: string): void {
+  if (!isAscii(text)) return putText(block, at, length, encoder.encode(text));
+  const n = Math.min(length, text.length);
+  for (let i = 0; i < n; i++) block[at + i] = text.charCodeAt(i);
+}
+
 function putOctal(block: Uint8Array, at: number, length: number, value: number): void {
-  putText(block, at, length, encoder.encode(value.toString(8).padStart(length - 1, '0')));
+  putString(block, at, length, value.toString(8).padStart(length - 1, '0'));
 }
 
 /** Python's tarfile USTAR split: the shortest prefix (at a '/') with prefix ≤ 155 and name ≤ 100 bytes. */
@@ -630,7 +652,7 @@ interface UstarFields {
 /** One USTAR header block laid out as Python's tarfile writes it (devmajor/devminor left empty). */
 function ustarBlock(f: UstarFields): Uint8Array {
   const block = new Uint8Array(BLOCK);
-  putText(block, 0, 100, encoder.encode(f.name));
+  putString(block, 0, 100, f.name);
   putOctal(block, 100, 8, f.mode & 0o7777);
   putOctal(block, 108, 8, f.uid);
   putOctal(block, 116, 8, f.gid);
@@ -638,13 +660,13 @@ function ustarBlock(f: UstarFields): Uint8Array {
   putOctal(block, 136, 12, f.mtime);
   block.fill(0x20, 148, 156);
   block[156] = f.typeflag.charCodeAt(0);
-  putText(block, 257, 8, encoder.encode('ustar\x0000'));
-  putText(block, 265, 32, encoder.encode(f.uname));
-  putText(block, 297, 32, encoder.encode(f.gname));
-  putText(block, 345, 155, encoder.encode(f.prefix));
+  putString(block, 257, 8, 'ustar\x0000');
+  putString(block, 265, 32, f.uname);
+  putString(block, 297, 32, f.gname);
+  putString(block, 345, 155, f.prefix);
   let sum = 0;
-  for (const b of block) sum += b;
-  putText(block, 148, 8, encoder.encode(sum.toString(8).padStart(6, '0') + '\0 '));
+  for (let i = 0; i < BLOCK; i++) sum += block[i]!;
+  putString(block, 148, 8, sum.toString(8).padStart(6, '0') + '\0 ');
   return block;
 }
 

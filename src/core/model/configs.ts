@@ -47,18 +47,22 @@ export const CLIP_CONFIGS: Readonly<Record<string, ClipConfig>> = {
     vision: { imageSize: 224, patchSize: 14, width: 1024, layers: 24, heads: 16 },
     text: { ...CLIP_TEXT, width: 768, heads: 12, layers: 12 },
   },
-  // Workbench scales: the real tokenizer's vocabulary and context, small towers.
+  // Workbench scales (cpu-tiny, gpu-small): the real tokenizer's vocabulary, small towers, and a text context of
+  // 32 instead of 77. The embedded pool's captions have a median of 7 tokens (sot/eot included) and 98% fit in
+  // 32; the text tower's cost is linear-to-quadratic in the context, so 77 would make it 3× the cost of a
+  // cpu-tiny step for padding. Longer captions are cut as open_clip cuts at 77 (eot kept). docs/training.md.
   'wb-tiny': {
     name: 'wb-tiny',
     embedDim: 64,
     vision: { imageSize: 32, patchSize: 8, width: 64, layers: 2, heads: 4 },
-    text: { ...CLIP_TEXT, width: 64, heads: 4, layers: 2 },
+    text: { ...CLIP_TEXT, contextLength: 32, width: 64, heads: 4, layers: 2 },
   },
+  // The pilot's model (research/pilot-data-effect.md) at 64 px: width 192 × 6 layers per tower, embed 128.
   'wb-small': {
     name: 'wb-small',
     embedDim: 128,
-    vision: { imageSize: 64, patchSize: 8, width: 128, layers: 4, heads: 4 },
-    text: { ...CLIP_TEXT, width: 128, heads: 4, layers: 4 },
+    vision: { imageSize: 64, patchSize: 8, width: 192, layers: 6, heads: 3 },
+    text: { ...CLIP_TEXT, contextLength: 32, width: 192, heads: 3, layers: 6 },
   },
 };
 

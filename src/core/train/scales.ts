@@ -13,13 +13,12 @@
  *
  * Workbench scales (`cpu-tiny`, `gpu-small`) are equally fixed but NOT comparable with the leaderboard: other
  * models, image sizes and sample counts, sized for the embedded pool. Their models are defined on the model side
- * (src/core/model/configs.ts); the dimensions proposed for them (open_clip conventions: heads = width / 64 rounded
- * to ≥ 1, MLP ×4, GELU, the real CLIP BPE vocabulary):
- * - `dcw-cpu-tiny`: image 32, patch 8 (16 tokens + class), vision width 64 × 2 layers; text width 64 × 2 layers,
- *   context 77; embed 64. Sized so that 5,120 samples train and the embedded suite evaluates on 2 CPU cores in
- *   minutes (to be confirmed once the loop runs end to end).
- * - `dcw-gpu-small`: image 64, patch 8 (64 tokens, as the pilot's 32 px / patch 4), vision width 192 × 6 layers;
- *   text width 192 × 6 layers, context 77; embed 128 — the pilot's model (research/pilot-data-effect.md) at 64 px.
+ * (src/core/model/configs.ts; open_clip conventions: heads = width / 64, MLP ×4, GELU, the real CLIP BPE vocabulary,
+ * but a text context of 32 tokens instead of 77 — see configs.ts and docs/training.md):
+ * - `wb-tiny` (cpu-tiny): image 32, patch 8 (16 tokens + class), vision width 64 × 2 layers; text width 64 × 2
+ *   layers; embed 64. 5,120 samples train and the embedded suite evaluates on 2 CPU cores in minutes.
+ * - `wb-small` (gpu-small): image 64, patch 8 (64 tokens, as the pilot's 32 px / patch 4), vision width 192 × 6
+ *   layers; text width 192 × 6 layers; embed 128 — the pilot's model (research/pilot-data-effect.md) at 64 px.
  */
 
 export type OfficialScaleName = 'debug' | 'small' | 'medium' | 'large' | 'xlarge';
@@ -101,7 +100,7 @@ export const SCALES: Readonly<Record<ScaleName, ScaleConfig>> = Object.freeze({
   'cpu-tiny': Object.freeze({
     name: 'cpu-tiny',
     kind: 'workbench',
-    model: 'dcw-cpu-tiny',
+    model: 'wb-tiny',
     batchSize: 128,
     learningRate: 1e-3,
     trainNumSamples: 5_120,
@@ -120,7 +119,7 @@ export const SCALES: Readonly<Record<ScaleName, ScaleConfig>> = Object.freeze({
   'gpu-small': Object.freeze({
     name: 'gpu-small',
     kind: 'workbench',
-    model: 'dcw-gpu-small',
+    model: 'wb-small',
     batchSize: 512,
     learningRate: 1e-3,
     trainNumSamples: 1_280_000,

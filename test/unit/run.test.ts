@@ -1,0 +1,121 @@
+// `dcw run --scale cpu-tiny` end to end on a small embedded pool (534 samples, 5 held-out tasks): filter,
+// reshard, 40 training steps on Dawn's compat adapter (llvmpipe), evaluation, results beside earlier runs; then
+// `dcw evaluate` skipping finished tasks as evaluate.py does, and the flags' refusals. This file takes ~2 minutes
+// on 2 cores: the whole cpu-tiny recipe is what it checks.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { parseResults } from '../../src/core/eval/results.ts';
+import { parseTasklist } from '../../src/core/eval/tasklist.ts';
+import { formatRunsTable, parseRunsIndex, withRun, type RunRecord } from '../../src/core/pipeline/runs.ts';
+import { parseTrainState } from '../../src/core/train/checkpoint.ts';
+import { runPlan, SCALES } from '../../src/core/train/scales.ts';
+import { BPE_PATH, BPE_SKIP } from '../helpers/shared-data.ts';
+
+const ROOT = join(import.meta.dirname, '../..');
+let dir: string;
+
+function cli(entry: string, args: string[], timeout = 400_000) {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, entry), ...args], { cwd: ROOT, encoding: 'utf8', timeout, env: { ...process.env, CI: 'true' } });
+  if (run.error) throw run.error;
+  return run;
+}
+// the real dcw, on the fast compatibility adapter
+const dcwTrain = (args: string[]) => cli('bin/dcw.js', [...args, '--bpe', BPE_PATH, '--gpu', 'opengles']);
+
+before(() => {
+  if (BPE_SKIP) return;
+  dir = mkdtempSync(join(tmpdir(), 'dcw-run-'));
+  const build = cli('bin/dcw.js', ['pool', 'build', '--out', join(dir, 'pool'), '--eval-out', join(dir, 'eval'), '--fraction', '0.01', '--workers', '1']);
+  assert.equal(build.status, 0, build.stderr);
+});
+
+after(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('dcw run: filter → reshard → train → evaluate → results table, for cpu-tiny', { skip: BPE_SKIP }, () => {
+  const out = join(dir, 'runs');
+  const run = dcwTrain(['run', '--scale', 'cpu-tiny', '--filter', 'no_filter', '--seed', '0', '--pool', join(dir, 'pool'), '--eval', join(dir, 'eval'), '--output_dir', out]);
+  assert.equal(run.status, 0, run.stderr);
+  const runDir = join(out, 'cpu-tiny-no_filter-seed0');
+  const trainDir = join(runDir, 'cpu-tiny_scale');
+  // open_clip's layout: epoch_1 … epoch_5 and epoch_latest, train.py's info file
+  const ckpts = readdirSync(join(trainDir, 'checkpoints')).filter((n) => n.endsWith('.safetensors') && !n.includes('optimizer')).sort();
+  assert.deepEqual(ckpts, ['epoch_1.safetensors', 'epoch_2.safetensors', 'epoch_3.safetensors', 'epoch_4.safetensors', 'epoch_5.safetensors', 'epoch_latest.safetensors']);
+  const info = JSON.parse(readFileSync(join(trainDir, 'info.json'), 'utf8'));
+  assert.equal(info.scale, 'cpu-tiny');
+  assert.equal(info.checkpoint, join(trainDir, 'checkpoints/epoch_latest.safetensors'));
+  assert.deepEqual(info.scale_config, JSON.parse(JSON.stringify(SCALES['cpu-tiny'])));
+  // the recipe's 40 steps, every loss finite, the last logged loss below the first
+  const state = parseTrainState(readFileSync(join(trainDir, 'checkpoints/epoch_latest.json'), 'utf8'), 'epoch_latest.json');
+  assert.equal(state.step, runPlan(SCALES['cpu-tiny']).totalSteps);
+  assert.equal(state.samplesSeen, SCALES['cpu-tiny'].trainNumSamples);
+  assert.ok(state.losses.every((l) => Number.isFinite(l.loss)));
+  assert.ok(state.losses.at(-1)!.loss < state.losses[0]!.loss - 0.3, `losses ${state.losses.map((l) => l.loss.toFixed(3)).join(' ')}`);
+  // one eval_results.jsonl line per task of the suite, main_metric last
+  const tasks = parseTasklist(readFileSync(join(dir, 'eval/tasklist.yml'), 'utf8'), 'tasklist.yml');
+  const resultsPath = join(trainDir, 'eval_results.jsonl');
+  const resultsText = readFileSync(resultsPath, 'utf8');
+  const results = parseResults(resultsText, resultsPath);
+  assert.deepEqual(results.map((r) => r.dataset), tasks.map((t) => t.name));
+  for (const r of results) {
+    assert.equal([...r.metrics.keys()].at(-1), 'main_metric');
+    const m = r.metrics.get('main_metric');
+    assert.ok(typeof m === 'number' && m >= 0 && m <= 1, `${r.dataset}: ${m}`);
+  }
+  // the runs index and the table, printed and saved
+  const index = parseRunsIndex(readFileSync(join(out, 'runs.json'), 'utf8'), 'runs.json');
+  assert.equal(index.runs.length, 1);
+  assert.equal(index.runs[0]!.subsetSize, 534);
+  assert.equal(index.runs[0]!.trainSamples, 534);
+  assert.match(run.stdout, /▶ \| cpu-tiny \| no_filter \| 0 /);
+  assert.ok(readFileSync(join(out, 'results.md'), 'utf8').includes(formatRunsTable(index, { tasks, highlight: index.runs[0]!.id })));
+  assert.ok(existsSync(join(runDir, 'subset.npy')) && existsSync(join(runDir, 'shards/meta.json')) && existsSync(join(runDir, 'run.json')));
+
+  // evaluate again: every task is already there, nothing is appended
+  const again = dcwTrain(['evaluate', '--train_output_dir', trainDir, '--data_dir', join(dir, 'eval')]);
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stderr, /0 task\(s\) evaluated/);
+  assert.equal(readFileSync(resultsPath, 'utf8'), resultsText);
+  // into a fresh folder: the same model gives the same bytes; that folder now belongs to this training run
+  const other = join(dir, 'eval-again');
+  const fresh = dcwTrain(['evaluate', '--train_output_dir', trainDir, '--output_dir', other, '--data_dir', join(dir, 'eval')]);
+  assert.equal(fresh.status, 0, fresh.stderr);
+  assert.equal(readFileSync(join(other, 'eval_results.jsonl'), 'utf8'), resultsText);
+  assert.match(fresh.stdout, /\| Average +\| mean +\| +[\d.]+ \|/);
+  // resuming a finished run is a no-op that keeps its results
+  const resumed = dcwTrain(['train', '--scale', 'cpu-tiny', '--data_dir', join(runDir, 'shards'), '--output_dir', runDir]);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stderr, /resuming from .*epoch_latest.safetensors \(step 40 of 40\)/);
+});
+
+test('dcw train / run refuse bad flags with one line', { skip: BPE_SKIP }, () => {
+  const amp = dcwTrain(['train', '--scale', 'cpu-tiny', '--data_dir', join(dir, 'pool/shards'), '--output_dir', join(dir, 'x'), '--precision', 'amp']);
+  assert.equal(amp.status, 1);
+  assert.match(amp.stderr, /^dcw: train: --precision amp: the workbench trains in fp32 only/m);
+  const scale = dcwTrain(['train', '--scale', 'huge', '--data_dir', join(dir, 'pool/shards'), '--output_dir', join(dir, 'x')]);
+  assert.match(scale.stderr, /^dcw: --scale: unknown scale 'huge'/m);
+  const filter = dcwTrain(['run', '--scale', 'cpu-tiny', '--filter', 'no_such_baseline', '--pool', join(dir, 'pool'), '--eval', join(dir, 'eval'), '--output_dir', join(dir, 'x')]);
+  assert.match(filter.stderr, /^dcw: --filter no_such_baseline: neither a baseline/m);
+  assert.ok(!existsSync(join(dir, 'x')));
+});
+
+test('runs index: a rerun replaces its record; the table lists every run', () => {
+  const record = (id: string, scale: string, finished: string, avg: number): RunRecord => ({
+    id, scale, filter: id.split('-').slice(2, -1).join('-'), seed: 0, subsetSize: 10, trainSamples: 10, samplesSeen: 5120,
+    scores: { A: avg, B: null }, aggregates: { Average: avg }, finished, wallSeconds: 1,
+  });
+  let index = parseRunsIndex(undefined, 'runs.json');
+  index = withRun(index, record('cpu-tiny-no_filter-seed0', 'cpu-tiny', '2026-01-02', 0.1));
+  index = withRun(index, record('cpu-tiny-basic_filter-seed0', 'cpu-tiny', '2026-01-03', 0.2));
+  index = withRun(index, record('cpu-tiny-no_filter-seed0', 'cpu-tiny', '2026-01-04', 0.3));
+  assert.deepEqual(index.runs.map((r) => [r.id, r.aggregates.Average]), [['cpu-tiny-basic_filter-seed0', 0.2], ['cpu-tiny-no_filter-seed0', 0.3]]);
+  const table = formatRunsTable(index, { highlight: 'cpu-tiny-no_filter-seed0' }).split('\n');
+  assert.match(table[0]!, /\| scale +\| filter +\| seed \| subset \| seen \| A +\| B +\| Average \|/);
+  assert.match(table[3]!, /^\| ▶ \| cpu-tiny \| no_filter +\| 0 +\| 10 +\| 5120 \| 30.0 \| — +\| 30.0 +\|$/);
+  assert.throws(() => parseRunsIndex('{"format": "other"}', 'runs.json'), /runs.json: not a runs index/);
+});
