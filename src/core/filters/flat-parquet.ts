@@ -17,7 +17,7 @@ import { snappyUncompressor } from 'hysnappy';
 import type { ColumnMetaData, FileMetaData, PageHeader, SchemaElement } from 'hyparquet';
 import { parquetHeader } from 'hyparquet/src/column.js';
 import { Type, type DataType, type Field } from 'apache-arrow';
-import { DEFAULT_PARQUET_LIMITS } from '../formats/parquet.ts';
+import { DEFAULT_PARQUET_LIMITS, snappyDecompressInto } from '../formats/parquet.ts';
 
 /** The fast path does not handle this chunk: read it with ParquetFile.read. */
 export class NotFast extends Error {}
@@ -119,67 +119,9 @@ export function flatPlan(metadata: FileMetaData, fields: readonly Field[], name:
 
 // ───────────────────────────── decompression ─────────────────────────────
 
-/** Raw snappy into out[at, at + size); every length and offset checked against both buffers. */
+/** The checked JS snappy decoder (parquet.ts), falling back to the full reader on damaged data. */
 function snappyInto(input: Uint8Array, out: Uint8Array, at0: number, size: number): void {
-  let pos = 0;
-  let declared = 0;
-  for (let shift = 0; ; shift += 7) {
-    if (pos >= input.length || shift > 28) notFast('snappy length');
-    const b = input[pos++]!;
-    declared += (b & 0x7f) * 2 ** shift;
-    if (b < 0x80) break;
-  }
-  if (declared !== size) notFast('snappy size');
-  const n = input.length;
-  const limit = at0 + size;
-  let at = at0;
-  while (pos < n) {
-    const tag = input[pos++]!;
-    const kind = tag & 3;
-    if (kind === 0) {
-      let length = tag >>> 2;
-      if (length >= 60) {
-        const bytes = length - 59;
-        if (pos + bytes > n) notFast('snappy literal');
-        length = 0;
-        for (let i = 0; i < bytes; i++) length += input[pos + i]! * 2 ** (8 * i);
-        pos += bytes;
-      }
-      length += 1;
-      if (pos + length > n || at + length > limit) notFast('snappy literal');
-      if (length < 16) {
-        for (let i = 0; i < length; i++) out[at + i] = input[pos + i]!;
-      } else {
-        out.set(input.subarray(pos, pos + length), at);
-      }
-      pos += length;
-      at += length;
-    } else {
-      let length: number;
-      let offset: number;
-      if (kind === 1) {
-        if (pos >= n) notFast('snappy copy');
-        length = ((tag >>> 2) & 7) + 4;
-        offset = ((tag >>> 5) << 8) | input[pos++]!;
-      } else if (kind === 2) {
-        if (pos + 2 > n) notFast('snappy copy');
-        length = (tag >>> 2) + 1;
-        offset = input[pos]! | (input[pos + 1]! << 8);
-        pos += 2;
-      } else {
-        if (pos + 4 > n) notFast('snappy copy');
-        length = (tag >>> 2) + 1;
-        offset = (input[pos]! | (input[pos + 1]! << 8) | (input[pos + 2]! << 16) | (input[pos + 3]! << 24)) >>> 0;
-        pos += 4;
-      }
-      if (offset === 0 || offset > at - at0 || at + length > limit) notFast('snappy copy');
-      const from = at - offset;
-      if (offset >= length && length >= 32) out.copyWithin(at, from, from + length);
-      else for (let i = 0; i < length; i++) out[at + i] = out[from + i]!; // may overlap its own output
-      at += length;
-    }
-  }
-  if (at !== limit) notFast('snappy short');
+  snappyDecompressInto(input, out, at0, size, (problem) => new NotFast(problem));
 }
 
 let wasmSnappy: ((input: Uint8Array, size: number) => Uint8Array) | undefined | null;

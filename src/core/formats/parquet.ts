@@ -760,17 +760,8 @@ function decompress(
     case 'SNAPPY': {
       // snappy expands at most 64 bytes from a 3-byte copy element
       if (size > input.byteLength * 22 + 32) throw corrupt(`${input.byteLength} snappy bytes cannot hold ${size} bytes`);
-      let declared = 0;
-      let pos = 0;
-      for (let shift = 0; ; shift += 7) {
-        if (pos >= input.byteLength || shift > 28) throw corrupt('damaged snappy length');
-        const b = input[pos++]!;
-        declared += (b & 0x7f) * 2 ** shift;
-        if (b < 0x80) break;
-      }
-      if (declared !== size) throw corrupt(`snappy data holds ${declared} bytes, the page header says ${size}`);
       const out = new Uint8Array(size);
-      snappyDecompress(input, pos, out, corrupt);
+      snappyDecompressInto(input, out, 0, size, corrupt);
       return out;
     }
     case 'GZIP': {
@@ -808,14 +799,26 @@ function decompress(
 }
 
 /**
- * Raw snappy decompression into a buffer of exactly the declared size. hyparquet's decoder is not used:
- * it reads a 4-byte literal length as a signed int, so a damaged length walks its input position
- * backwards and spins for seconds; here every length and offset is checked against both buffers.
+ * Raw snappy (length prefix included) into out[at0, at0 + size), where `size` is what the caller expects.
+ * hyparquet's decoder is not used: it reads a 4-byte literal length as a signed int, so a damaged length
+ * walks its input position backwards and spins for seconds; here every length and offset is checked
+ * against both buffers. `fail` makes the error thrown (a FormatError here; the filters' fast path passes
+ * its own, to fall back to the full reader).
  */
-function snappyDecompress(input: Uint8Array, pos: number, out: Uint8Array, corrupt: (p: string) => FormatError): void {
+export function snappyDecompressInto(input: Uint8Array, out: Uint8Array, at0: number, size: number, fail: (problem: string) => Error): void {
   const n = input.byteLength;
-  const size = out.byteLength;
-  let at = 0;
+  let pos = 0;
+  let declared = 0;
+  for (let shift = 0; ; shift += 7) {
+    if (pos >= n || shift > 28) throw fail('damaged snappy length');
+    const b = input[pos++]!;
+    declared += (b & 0x7f) * 2 ** shift;
+    if (b < 0x80) break;
+  }
+  if (declared !== size) throw fail(`snappy data holds ${declared} bytes, the page header says ${size}`);
+  const limit = at0 + size;
+  if (limit > out.length) throw fail(`snappy output of ${size} bytes does not fit`);
+  let at = at0;
   while (pos < n) {
     const tag = input[pos++]!;
     const kind = tag & 3;
@@ -823,41 +826,43 @@ function snappyDecompress(input: Uint8Array, pos: number, out: Uint8Array, corru
       let length = tag >>> 2;
       if (length >= 60) {
         const bytes = length - 59;
-        if (pos + bytes > n) throw corrupt('damaged snappy data (literal length past the end)');
+        if (pos + bytes > n) throw fail('damaged snappy data (literal length past the end)');
         length = 0;
         for (let i = 0; i < bytes; i++) length += input[pos + i]! * 2 ** (8 * i);
         pos += bytes;
       }
       length += 1;
-      if (pos + length > n || at + length > size) throw corrupt('damaged snappy data (literal past the end)');
-      out.set(input.subarray(pos, pos + length), at);
+      if (pos + length > n || at + length > limit) throw fail('damaged snappy data (literal past the end)');
+      if (length < 16) for (let i = 0; i < length; i++) out[at + i] = input[pos + i]!;
+      else out.set(input.subarray(pos, pos + length), at);
       pos += length;
       at += length;
     } else {
       let length: number;
       let offset: number;
       if (kind === 1) {
-        if (pos >= n) throw corrupt('damaged snappy data (copy past the end)');
+        if (pos >= n) throw fail('damaged snappy data (copy past the end)');
         length = ((tag >>> 2) & 7) + 4;
         offset = ((tag >>> 5) << 8) | input[pos++]!;
       } else if (kind === 2) {
-        if (pos + 2 > n) throw corrupt('damaged snappy data (copy past the end)');
+        if (pos + 2 > n) throw fail('damaged snappy data (copy past the end)');
         length = (tag >>> 2) + 1;
         offset = input[pos]! | (input[pos + 1]! << 8);
         pos += 2;
       } else {
-        if (pos + 4 > n) throw corrupt('damaged snappy data (copy past the end)');
+        if (pos + 4 > n) throw fail('damaged snappy data (copy past the end)');
         length = (tag >>> 2) + 1;
         offset = u32(input, pos);
         pos += 4;
       }
-      if (offset === 0 || offset > at || at + length > size) throw corrupt('damaged snappy data (bad copy)');
-      // copies may overlap their own output (run-length style), so byte by byte
-      for (let i = 0; i < length; i++) out[at + i] = out[at - offset + i]!;
+      if (offset === 0 || offset > at - at0 || at + length > limit) throw fail('damaged snappy data (bad copy)');
+      const from = at - offset;
+      if (offset >= length && length >= 32) out.copyWithin(at, from, from + length);
+      else for (let i = 0; i < length; i++) out[at + i] = out[from + i]!; // may overlap its own output (run-length style)
       at += length;
     }
   }
-  if (at !== size) throw corrupt(`damaged snappy data (${at} of ${size} bytes)`);
+  if (at !== limit) throw fail(`damaged snappy data (${at - at0} of ${size} bytes)`);
 }
 
 /**
