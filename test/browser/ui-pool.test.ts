@@ -264,9 +264,9 @@ test('a URL that holds no pool fails with a message naming it; pools can be dele
 
 test('the later views are clear empty states, and a browser without WebGPU gets a message, not a blank page', async () => {
   const { page, context } = browser;
-  await page.getByTestId('nav-filter').click();
-  assert.match((await page.getByTestId('view-filter').textContent()) ?? '', /Not in the browser yet/);
-  await page.screenshot({ path: join(SHOTS, 'ui-filter-empty.png') });
+  await page.getByTestId('nav-evaluate').click();
+  assert.match((await page.getByTestId('view-evaluate').textContent()) ?? '', /Not in the browser yet/);
+  await page.screenshot({ path: join(SHOTS, 'ui-evaluate-empty.png') });
   const noGpu = await context.newPage();
   await noGpu.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));
   await noGpu.goto(`${server.url}/#/train`);
