@@ -1,14 +1,14 @@
 import { Command, CommanderError } from 'commander';
 import { FormatError } from '../../src/core/formats/errors.ts';
-import { registerInspect } from './commands/inspect.ts';
-import { registerFilter } from './commands/filter.ts';
-import { registerReshard } from './commands/reshard.ts';
 import { registerEvaluate } from './commands/evaluate.ts';
-import { registerRun } from './commands/run.ts';
-import { registerTrain } from './commands/train.ts';
+import { registerFilter } from './commands/filter.ts';
+import { registerInspect } from './commands/inspect.ts';
 import { registerContamination, registerPoolBuild } from './commands/pool.ts';
+import { registerReshard } from './commands/reshard.ts';
+import { registerRun } from './commands/run.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTokenize } from './commands/tokenize.ts';
+import { registerTrain } from './commands/train.ts';
 import { registerUids } from './commands/uids.ts';
 import { UserError } from './errors.ts';
 
@@ -41,8 +41,8 @@ try {
     process.exitCode = err instanceof UserError ? err.exitCode : 1;
   } else {
     const e = err as NodeJS.ErrnoException;
-    // File-system errors are the user's to fix: one line, no stack.
-    if (e?.code && e.path) console.error(`dcw: ${e.path}: ${e.message.replace(/^[A-Z]+: /, '')}`);
+    // File-system errors are the user's to fix: one line, no stack ("ENOENT: no such file …, open 'x'" → "x: no such file …").
+    if (e?.code && e.path) console.error(`dcw: ${e.path}: ${e.message.replace(/^[A-Z]+: /, '').replace(/, \w+ '.*'$/, '')}`);
     else console.error(`dcw: unexpected error: ${e?.stack ?? String(err)}`);
     process.exitCode = 1;
   }
