@@ -193,6 +193,38 @@ function counted(stream: ReadableStream<Uint8Array>, onBytes: (n: number) => voi
   }));
 }
 
+/** Bytes after a tar's end-of-archive marker that a shard may carry (GNU tar pads to 10 KiB records). */
+const MAX_TAR_TRAILER = 64 * 1024;
+
+/**
+ * Like `counted`, for a stream read by the tar reader: it stops at the end-of-archive marker and cancels the
+ * rest, but the record padding after the marker is part of the file the listing sized. Whether that padding
+ * arrived in the last chunk or a later one depends on the network, so on cancel the trailer is read and counted
+ * (up to MAX_TAR_TRAILER; more than that is left unread and the size check then reports the file as damaged).
+ */
+function countedTar(stream: ReadableStream<Uint8Array>, onBytes: (n: number) => void, signal?: AbortSignal): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      signal?.throwIfAborted();
+      const { done, value } = await reader.read();
+      if (done) return controller.close();
+      onBytes(value.byteLength);
+      controller.enqueue(value);
+    },
+    async cancel(reason) {
+      let trailer = 0;
+      while (trailer <= MAX_TAR_TRAILER && !signal?.aborted) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        trailer += value.byteLength;
+        onBytes(value.byteLength);
+      }
+      await reader.cancel(reason);
+    },
+  });
+}
+
 function isAbort(err: unknown, signal?: AbortSignal): boolean {
   return Boolean(signal?.aborted) || (err as { name?: string })?.name === 'AbortError';
 }
@@ -323,7 +355,7 @@ export async function ingestPool(source: PoolSource, store: PoolStore, options: 
       const got: StoredSample[] = [];
       const seen = new Set<string>();
       size = 0;
-      const stream = counted(await source.open(entry.path, signal), (n) => {
+      const stream = countedTar(await source.open(entry.path, signal), (n) => {
         size += n;
         onBytes(n);
       }, signal);
