@@ -12,7 +12,7 @@ import { FormatError } from '../../src/core/formats/errors.ts';
 import { ParquetFile, readCommonPoolMetadata } from '../../src/core/formats/parquet.ts';
 import { readSamples, writeSamples } from '../../src/core/formats/webdataset.ts';
 import {
-  checkListing, HttpPoolSource, ingestPool, parseDirectoryListing, type IngestProgress,
+  checkListing, HttpPoolSource, ingestPool, parseDirectoryListing, type IngestProgress, type PoolSource,
 } from '../../src/core/pool/ingest.ts';
 import { MemoryPoolStore } from '../../src/core/pool/store.ts';
 import { TRUTH_COLUMNS } from '../../src/core/pool/schema.ts';
@@ -171,7 +171,7 @@ describe('ingest', () => {
     // Networks cut responses anywhere: here every shard comes as its bytes up to the last 1 KiB, then that
     // last KiB (zero padding after the end marker, which the tar reader does not need) in a later chunk.
     const http = embedded();
-    const split: typeof http = {
+    const split: PoolSource = {
       id: http.id,
       list: (signal) => http.list(signal),
       async open(path, signal) {
