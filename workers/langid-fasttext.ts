@@ -3,17 +3,12 @@
  * server/filters/langid-fasttext.ts loads in Node, through the package's browser build, with its WebAssembly
  * and the model served as assets of the app (Vite emits both; `new URL(…, import.meta.url)`).
  */
-import { fastTextInput, type LanguageDetector } from '../src/core/text/langid.ts';
+import { fastTextDetector, type FastTextModel, type LanguageDetector } from '../src/core/text/langid.ts';
 
 const PACKAGE = 'fasttext.wasm.js';
 // Kept equal to the installed package's version (the detector's name goes into recipe records).
 const PACKAGE_VERSION = '1.0.0';
 
-interface PredictVector {
-  size(): number;
-  get(i: number): [number, string];
-  delete?(): void;
-}
 
 let loading: Promise<LanguageDetector> | undefined;
 
@@ -30,23 +25,8 @@ async function load(): Promise<LanguageDetector> {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', modelBytes));
   const modelHash = [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
   const mod = (await import('fasttext.wasm.js/common')) as unknown as {
-    getLIDModel(options: { wasmPath: string; modelPath: string }): Promise<{ load(): Promise<{ predict(text: string, k: number, threshold: number): PredictVector }> }>;
+    getLIDModel(options: { wasmPath: string; modelPath: string }): Promise<{ load(): Promise<FastTextModel> }>;
   };
   const model = await (await mod.getLIDModel({ wasmPath, modelPath })).load();
-  const top1 = (text: string): string => {
-    const v = model.predict(fastTextInput(text), 1, 0);
-    try {
-      if (v.size() < 1) return '';
-      return v.get(0)[1].replace('__label__', '');
-    } finally {
-      v.delete?.();
-    }
-  };
-  return {
-    name: 'fasttext-lid.176',
-    version: `${PACKAGE}@${PACKAGE_VERSION} lid.176.ftz sha256:${modelHash.slice(0, 16)}`,
-    async detect(texts) {
-      return texts.map(top1);
-    },
-  };
+  return fastTextDetector(model, `${PACKAGE}@${PACKAGE_VERSION} lid.176.ftz sha256:${modelHash.slice(0, 16)}`);
 }

@@ -8,18 +8,10 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fastTextInput, type LanguageDetector } from '../../src/core/text/langid.ts';
+import { fastTextDetector, type FastTextModel, type LanguageDetector } from '../../src/core/text/langid.ts';
 
 export const FASTTEXT_PACKAGE = 'fasttext.wasm.js';
 
-interface PredictVector {
-  size(): number;
-  get(i: number): [number, string];
-  delete?(): void;
-}
-interface LidModel {
-  predict(text: string, k: number, threshold: number): PredictVector;
-}
 
 let loading: Promise<LanguageDetector> | undefined;
 
@@ -49,22 +41,7 @@ async function load(): Promise<LanguageDetector> {
   const { version } = JSON.parse(await readFile(packageJson, 'utf8')) as { version: string };
   const modelPath = join(dirname(packageJson), 'dist/models/language-identification/assets/lid.176.ftz');
   const modelHash = createHash('sha256').update(await readFile(modelPath)).digest('hex');
-  const mod = (await import(FASTTEXT_PACKAGE)) as { getLIDModel(): Promise<{ load(): Promise<LidModel> }> };
+  const mod = (await import(FASTTEXT_PACKAGE)) as { getLIDModel(): Promise<{ load(): Promise<FastTextModel> }> };
   const model = await (await mod.getLIDModel()).load();
-  const top1 = (text: string): string => {
-    const v = model.predict(fastTextInput(text), 1, 0);
-    try {
-      if (v.size() < 1) return '';
-      return v.get(0)[1].replace('__label__', '');
-    } finally {
-      v.delete?.();
-    }
-  };
-  return {
-    name: 'fasttext-lid.176',
-    version: `${FASTTEXT_PACKAGE}@${version} lid.176.ftz sha256:${modelHash.slice(0, 16)}`,
-    async detect(texts) {
-      return texts.map(top1);
-    },
-  };
+  return fastTextDetector(model, `${FASTTEXT_PACKAGE}@${version} lid.176.ftz sha256:${modelHash.slice(0, 16)}`);
 }

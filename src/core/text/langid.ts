@@ -42,6 +42,27 @@ export function fastTextInput(text: string): string {
   return text.indexOf('\n') < 0 ? text : text.replace(/\n/g, ' ');
 }
 
+/** What a loaded fastText model (fasttext.wasm.js, in Node or a browser worker) offers the filters. */
+export interface FastTextModel {
+  predict(text: string, k: number, threshold: number): { size(): number; get(i: number): [number, string]; delete?(): void };
+}
+
+/**
+ * The fastText lid.176 detector over a loaded model: top-1 label, no confidence threshold, '\n' → ' ',
+ * as DataComp's filters call it. `version` names the package and the model's hash for recipe records.
+ */
+export function fastTextDetector(model: FastTextModel, version: string): LanguageDetector {
+  const top1 = (text: string): string => {
+    const v = model.predict(fastTextInput(text), 1, 0);
+    try {
+      return v.size() < 1 ? '' : v.get(0)[1].replace('__label__', '');
+    } finally {
+      v.delete?.(); // the wasm vector holds memory outside the JS heap
+    }
+  };
+  return { name: 'fasttext-lid.176', version, detect: async (texts) => texts.map(top1) };
+}
+
 /**
  * A detector that answers from a fixed table (text → label), for tests and for labels computed
  * elsewhere (e.g. a pool's ground truth). A text that is not in the table is an error, never a guess.
