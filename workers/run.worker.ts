@@ -7,7 +7,6 @@ import * as Comlink from 'comlink';
 import { HttpEvalStore } from '../src/core/eval/http-store.ts';
 import type { BaselineSpec } from '../src/core/filters/baselines.ts';
 import { GpuBackend } from '../src/core/gpu/backend.ts';
-import { requestGpu } from '../src/core/gpu/device.ts';
 import { Engine } from '../src/core/gpu/engine.ts';
 import { openHttpPool } from '../src/core/pipeline/http-pool.ts';
 import { runInMemory } from '../src/core/pipeline/run-in-memory.ts';
@@ -16,6 +15,7 @@ import type { TrainState } from '../src/core/train/checkpoint.ts';
 import type { TrainProgress } from '../src/core/train/loop.ts';
 import { scaleConfig, type ScaleConfig } from '../src/core/train/scales.ts';
 import { BrowserImageCodec } from './image-codec.ts';
+import { openWorkerGpu } from './worker-gpu.ts';
 
 export interface RunRequest {
   /** A scale name, or a scale's full recipe. */
@@ -45,23 +45,13 @@ export interface RunReply {
   adapter: string;
 }
 
-async function openGpu(level: RunRequest['featureLevel']) {
-  if (!('gpu' in navigator)) throw new Error('this browser has no WebGPU (navigator.gpu) in workers');
-  if (level) return requestGpu(navigator.gpu, { featureLevel: level, where: 'web worker' });
-  try {
-    return await requestGpu(navigator.gpu, { featureLevel: 'core', where: 'web worker' });
-  } catch {
-    return requestGpu(navigator.gpu, { featureLevel: 'compatibility', where: 'web worker' });
-  }
-}
-
 const api = {
   async run(req: RunRequest, onLog?: (line: string) => void, onTrainProgress?: (p: TrainProgress) => void): Promise<RunReply> {
     const scale = typeof req.scale === 'string' ? scaleConfig(req.scale) : req.scale;
     const pool = await openHttpPool(req.origin);
     const evalStore = new HttpEvalStore(new URL('/eval/', req.origin).href);
     const tokenizer = ClipTokenizer.fromBytes(req.bpe, 'bpe vocabulary');
-    const engine = new Engine(await openGpu(req.featureLevel));
+    const engine = new Engine(await openWorkerGpu(req.featureLevel));
     try {
       const out = await runInMemory({
         backend: new GpuBackend(engine), scale, filter: req.filter ?? { name: 'no_filter' }, seed: req.seed, metadata: pool.metadata,

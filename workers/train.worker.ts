@@ -4,7 +4,6 @@
  * browser's image decoders. Checkpoints are kept in memory and handed back as bytes (open_clip safetensors).
  */
 import * as Comlink from 'comlink';
-import { requestGpu } from '../src/core/gpu/device.ts';
 import { GpuBackend } from '../src/core/gpu/backend.ts';
 import { readCheckpoint } from '../src/core/model/checkpoint.ts';
 import { clipConfig } from '../src/core/model/configs.ts';
@@ -16,6 +15,7 @@ import type { ShardInfo } from '../src/core/train/loader.ts';
 import { trainClip, type TrainProgress } from '../src/core/train/loop.ts';
 import { scaleConfig, type ScaleConfig } from '../src/core/train/scales.ts';
 import { BrowserImageCodec } from './image-codec.ts';
+import { openWorkerGpu } from './worker-gpu.ts';
 
 export interface TrainRequest {
   /** A scale name, or a scale's full recipe (tests shorten one). */
@@ -45,22 +45,12 @@ export interface TrainReply {
 
 let controller: AbortController | undefined;
 
-async function openGpu(level: TrainRequest['featureLevel']) {
-  if (!('gpu' in navigator)) throw new Error('this browser has no WebGPU (navigator.gpu) in workers');
-  if (level) return requestGpu(navigator.gpu, { featureLevel: level, where: 'web worker' });
-  try {
-    return await requestGpu(navigator.gpu, { featureLevel: 'core', where: 'web worker' });
-  } catch {
-    return requestGpu(navigator.gpu, { featureLevel: 'compatibility', where: 'web worker' });
-  }
-}
-
 const api = {
   async train(req: TrainRequest, onProgress?: (p: TrainProgress) => void): Promise<TrainReply> {
     const scale = typeof req.scale === 'string' ? scaleConfig(req.scale) : req.scale;
     const store = 'origin' in req.data ? await HttpShardStore.fromPoolListing(req.data.origin) : new HttpShardStore(req.data.baseUrl, req.data.shards);
     const tokenizer = ClipTokenizer.fromBytes(req.bpe, 'bpe vocabulary');
-    const engine = new Engine(await openGpu(req.featureLevel));
+    const engine = new Engine(await openWorkerGpu(req.featureLevel));
     controller = new AbortController();
     const checkpoints = new MemoryCheckpointStore();
     try {
