@@ -14,8 +14,10 @@
  * - tar mtime is 0 (webdataset writes the wall clock), for the same reason.
  * - An unsorted subset file is refused (the official binary search would silently miss uids).
  * - --shuffle-bufsize shuffles with the workbench's seeded Rng, not Python's random.
- * - The output directory is created when missing; --blur-metadata-map/--apply-blur/--inject-blur-metadata
- *   are not supported yet (the embedded pool and CommonPool downloads are already blurred).
+ * - The output directory is created when missing.
+ * - --apply-blur: the blur is img2dataset's (src/core/reshard/blur.ts, within one level of OpenCV's float
+ *   rounding), decoded and re-encoded by libvips (sharp) instead of OpenCV: the webp bytes differ, the
+ *   pictures agree. --reencode-webp-quality is read as a number (the official script hands cv2 the string).
  */
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join, normalize } from 'node:path';
@@ -24,6 +26,7 @@ import { isSortedWords, decodeSubsetWords } from '../../src/core/formats/uid.ts'
 import { formatShardName, guessNumShards, planTasks, SubsetIndex, type Shard } from '../../src/core/reshard/plan.ts';
 import { UserError } from '../cli/errors.ts';
 import { writeFileAtomic } from '../io/streams.ts';
+import { loadBlurMetadataMap } from './blur-boxes.ts';
 import { runTask, TEMP_SHARD, type TaskLog, type TaskParams, type TaskResult } from './task.ts';
 import type { WorkerInput, WorkerMessage } from './worker.ts';
 
@@ -96,9 +99,9 @@ export async function reshard(opts: ReshardOptions): Promise<ReshardReport> {
     if (o.log) o.log(lvl, message);
     else process.stderr.write(`[${lvl.toUpperCase()}] ${message}\n`);
   };
-  if (o.blurMetadataMap || o.applyBlur || o.injectBlurMetadata) {
-    throw new UserError('reshard: --blur-metadata-map, --apply-blur and --inject-blur-metadata are not supported yet (shards from img2dataset and the embedded pool are already blurred)');
-  }
+  const webpQuality = Number(o.reencodeWebpQuality);
+  if (!Number.isInteger(webpQuality) || webpQuality < 0 || webpQuality > 100) throw new UserError(`reshard: --reencode-webp-quality must be a whole number from 0 to 100, got ${o.reencodeWebpQuality}`);
+  const blurMap = o.blurMetadataMap ? await loadBlurMetadataMap(o.blurMetadataMap, o.inputDir) : undefined;
   for (const [flag, v] of [['--shard-size', o.shardSize], ['-j/--num-workers', o.numWorkers]] as const) {
     if (!Number.isInteger(v) || v < 1) throw new UserError(`reshard: ${flag} must be a positive integer, got ${v}`);
   }
@@ -160,6 +163,11 @@ export async function reshard(opts: ReshardOptions): Promise<ReshardReport> {
   if (!shards.length) throw new UserError(`reshard: ${o.inputDir}: no input shard has both its tar and its stats file`);
   const totalData = offset;
   log('info', `found a total of ${shards.length} shards with ${totalData} examples`);
+  if (blurMap) {
+    const unmapped = shards.filter((s) => !blurMap.has(formatShardName(o.shardFormat, s.shardId)));
+    for (const s of unmapped) log('debug', `could not find parquet for shard ${formatShardName(o.shardFormat, s.shardId)}`);
+    if (unmapped.length) log('warn', `could not find parquets for ${unmapped.length} shards; use -v to see the list`);
+  }
   if (o.writeShardTable && !hadTable && !o.dryRun) await writeFileAtomic(tablePath, new TextEncoder().encode(JSON.stringify(table)));
 
   // 2. subset (checked before anything in the output directory is touched)
@@ -190,6 +198,11 @@ export async function reshard(opts: ReshardOptions): Promise<ReshardReport> {
   const params = (w: number, task: Shard[]): TaskParams => ({
     worker: w, shards: task, inputDir: o.inputDir, outputDir: o.outputDir, shardFormat: o.shardFormat, shardSize: o.shardSize,
     shuffleBufsize: o.shuffleBufsize, dryRun: Boolean(o.dryRun),
+    // the official workers look boxes up only when a map is given, and only then apply or inject them
+    blur: blurMap ? {
+      parquets: task.map((s) => blurMap.get(formatShardName(o.shardFormat, s.shardId)) ?? null),
+      apply: Boolean(o.applyBlur), inject: Boolean(o.injectBlurMetadata), webpQuality,
+    } : undefined,
   });
   let results: TaskResult[];
   try {
@@ -211,6 +224,8 @@ export async function reshard(opts: ReshardOptions): Promise<ReshardReport> {
     state.processed_count += r.processed;
     state.output_count += r.outputCount;
     state.worker_success++;
+    state.blur_count += r.blurCount;
+    state.blur_time += r.blurTime;
     errors.push(...r.errors);
     bytesRead += r.bytesRead;
     bytesWritten += r.bytesWritten;
@@ -256,9 +271,9 @@ export async function reshard(opts: ReshardOptions): Promise<ReshardReport> {
       shard_table: normalize(o.shardTable),
       write_shard_table: py(Boolean(o.writeShardTable)),
       shuffle_bufsize: py(o.shuffleBufsize),
-      blur_metadata_map: 'None',
-      apply_blur: 'False',
-      inject_blur_metadata: 'False',
+      blur_metadata_map: o.blurMetadataMap ? normalize(o.blurMetadataMap) : 'None',
+      apply_blur: py(Boolean(o.applyBlur)),
+      inject_blur_metadata: py(Boolean(o.injectBlurMetadata)),
       reencode_webp_quality: py(o.reencodeWebpQuality),
       dry_run: py(Boolean(o.dryRun)),
       overwrite: py(Boolean(o.overwrite)),

@@ -12,9 +12,24 @@
 import { join } from 'node:path';
 import { encodeTarHeader, tarEnd, WEBDATASET_TAR_DEFAULTS } from '../../src/core/formats/tar.ts';
 import { readSamples, sampleEntries, type WdsSample } from '../../src/core/formats/webdataset.ts';
+import { pyJsonDumps, pyJsonLoads, type PyJson } from '../../src/core/eval/pyjson.ts';
+import { blurBoundingBoxes } from '../../src/core/reshard/blur.ts';
 import { formatShardName, SubsetIndex, type Shard } from '../../src/core/reshard/plan.ts';
 import { Rng } from '../../src/core/util/random.ts';
+import { SharpImageCodec } from '../io/image-codec.ts';
 import { fileReadStream, fileWriteStream } from '../io/streams.ts';
+import { BlurBoxFinder } from './blur-boxes.ts';
+
+/** --blur-metadata-map and what to do with the boxes it leads to. */
+export interface BlurParams {
+  /** Per shard of the task (same order), its metadata parquet, or null when the map names none. */
+  parquets: (string | null)[];
+  /** --apply-blur: blur the boxes and re-encode the picture as webp (replacing jpg). */
+  apply: boolean;
+  /** --inject-blur-metadata: write the boxes into the sample's json as face_bboxes. */
+  inject: boolean;
+  webpQuality: number;
+}
 
 export interface TaskParams {
   worker: number;
@@ -25,6 +40,7 @@ export interface TaskParams {
   shardSize: number;
   shuffleBufsize: number;
   dryRun: boolean;
+  blur?: BlurParams;
 }
 
 export interface TaskOutput {
@@ -39,6 +55,9 @@ export interface TaskResult {
   errors: string[];
   bytesRead: number;
   bytesWritten: number;
+  blurCount: number;
+  /** Seconds spent blurring and re-encoding. */
+  blurTime: number;
 }
 
 export type TaskLog = (level: 'info' | 'warn' | 'error' | 'debug', message: string) => void;
@@ -129,7 +148,7 @@ class BatchedShard {
 
 export async function runTask(p: TaskParams, subset: SubsetIndex, log: TaskLog): Promise<TaskResult> {
   const w = p.worker;
-  const result: TaskResult = { outputs: [], processed: 0, outputCount: 0, errors: [], bytesRead: 0, bytesWritten: 0 };
+  const result: TaskResult = { outputs: [], processed: 0, outputCount: 0, errors: [], bytesRead: 0, bytesWritten: 0, blurCount: 0, blurTime: 0 };
   const outputs = result.outputs;
   let shard: BatchedShard | undefined;
   let count = 0;
@@ -172,8 +191,39 @@ export async function runTask(p: TaskParams, subset: SubsetIndex, log: TaskLog):
     }
   };
   const decoder = new TextDecoder();
+  const encoder = new TextEncoder();
+  const boxFinder = p.blur ? new BlurBoxFinder() : undefined;
+  const codec = p.blur?.apply ? new SharpImageCodec() : undefined;
+  /** process_example's blur step for a sample of the subset: its files as written, or null to drop it. */
+  const applyBlur = async (files: Map<string, Uint8Array>, parquet: string, key: Uint32Array, uid: string, path: string, name: string) => {
+    const found = await boxFinder!.find(parquet, key, uid, path);
+    if (found && 'error' in found) {
+      fail(found.error);
+      return found.skip ? null : files;
+    }
+    if (!found?.boxes.length) return files;
+    const out = new Map(files);
+    if (p.blur!.apply) {
+      const t0 = performance.now();
+      const jpg = files.get('jpg');
+      if (!jpg) throw new Error(`${name}: no jpg member to blur`);
+      const image = await codec!.decode(jpg, `${name}.jpg`);
+      out.set('webp', await codec!.encode(blurBoundingBoxes(image, found.boxes), { format: 'webp', quality: p.blur!.webpQuality }));
+      out.delete('jpg');
+      result.blurCount++;
+      result.blurTime += (performance.now() - t0) / 1000;
+    }
+    if (p.blur!.inject) {
+      // json.loads then dumps: Python's types (ints stay ints), key order kept, face_bboxes set or added
+      const meta = pyJsonLoads(decoder.decode(files.get('json')!), { pyTypes: true });
+      if (!(meta instanceof Map)) throw new Error(`${name}.json: not a JSON object`);
+      meta.set('face_bboxes', found.boxes as PyJson);
+      out.set('json', encoder.encode(pyJsonDumps(meta as Map<string, PyJson>)));
+    }
+    return out;
+  };
   try {
-    for (const s of p.shards) {
+    for (const [shardIndex, s] of p.shards.entries()) {
       const path = join(p.inputDir, formatShardName(p.shardFormat, s.shardId));
       const stream = fileReadStream(path, { chunkBytes: READ_CHUNK_BYTES }).pipeThrough(new TransformStream<Uint8Array, Uint8Array>({
         transform(chunk, c) {
@@ -201,8 +251,22 @@ export async function runTask(p: TaskParams, subset: SubsetIndex, log: TaskLog):
             continue;
           }
           const n = subset.count(key);
+          let files = sample.files;
+          const parquet = p.blur?.parquets[shardIndex];
+          if (n > 0 && parquet) {
+            // an exception here drops the sample, as process_example's caller logs and goes on
+            let blurred: Map<string, Uint8Array> | null;
+            try {
+              blurred = await applyBlur(files, parquet, key, uid as string, path, `${path}/${sample.__key__}`);
+            } catch (err) {
+              blurred = null;
+              fail(`${path}/${sample.__key__}: ${(err as Error).message}`);
+            }
+            if (!blurred) continue;
+            files = blurred;
+          }
           for (let j = 0; j < n; j++) {
-            await emit({ __key__: `${uid as string}-${j}`, files: sample.files });
+            await emit({ __key__: `${uid as string}-${j}`, files });
             result.outputCount++;
           }
           result.processed++;

@@ -3,7 +3,8 @@
  * Writes the sorted subset .npy (np.save of u8,u8 records, duplicates kept), atomically: on any error
  * nothing is written.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { Option, type Command } from 'commander';
 import {
   ALL_BASELINES, BaselineOptionError, checkBaselineSpec, runBaseline, subsetBytes, type Arch, type BaselineName, type BaselineSpec,
@@ -11,6 +12,7 @@ import {
 import { encodeSubsetWords, uidCount } from '../../../src/core/formats/uid.ts';
 import { runRecipe, parseRecipe, RecipeError } from '../../../src/core/filters/recipe.ts';
 import { loadFastTextDetector } from '../../filters/langid-fasttext.ts';
+import { parallelRunner } from '../../filters/parallel.ts';
 import { listMetadataFiles, poolIdentity } from '../../filters/metadata-dir.ts';
 import { writeFileAtomic } from '../../io/streams.ts';
 import { createProgress } from '../progress.ts';
@@ -33,7 +35,7 @@ export function registerFilter(program: Command): Command {
     .option('--threshold <x>', 'score threshold for clip_score', parseFloat)
     .option('--fraction <f>', 'keep the top fraction by score for clip_score', parseFloat)
     .addOption(new Option('--arch <arch>', 'CLIP score column').choices(['b32', 'l14']))
-    .option('--num_workers <n>', 'parallel workers (one parquet each)', (v) => parseInt(v, 10))
+    .option('--num_workers <n>', 'worker threads for the passes that need no language model (at most one per parquet; default one per CPU, one for pools under 64 MiB of metadata)', (v) => parseInt(v, 10))
     .option('--num_gpus <n>', 'GPUs for image_based', (v) => parseInt(v, 10))
     .option('--batch_size <n>', 'batch size for image_based', (v) => parseInt(v, 10), 1024)
     .addOption(new Option('--image_based_scale <scale>', 'scale of the centroids for image_based').choices(SCALES))
@@ -47,7 +49,11 @@ for laion2b, where the official script uses gcld3 (no JavaScript build exists): 
       if (!f.save_path) throw new UserError('filter: --save_path is required');
       if (Boolean(f.name) === Boolean(f.recipe)) throw new UserError('filter: give exactly one of --name (a baseline) and --recipe (a recipe file)');
       const listing = await listMetadataFiles(f.metadata_dir);
+      let parallel: Awaited<ReturnType<typeof parallelRunner>> | undefined;
       try {
+        const workers = await filterWorkers(f.num_workers, listing.files.map((m) => m.name));
+        if (workers > 1) parallel = await parallelRunner(listing.files.map((m) => m.name), workers);
+        const runner = parallel?.run;
         const progress = createProgress({ label: f.name ?? 'recipe', unit: ' rows' });
         const onProgress = (rows: number) => progress.update(rows);
         if (f.name) {
@@ -65,7 +71,7 @@ for laion2b, where the official script uses gcld3 (no JavaScript build exists): 
           const detector = needsLid ? await loadFastTextDetector().catch((err: Error) => { throw new UserError(`filter: ${err.message}`); }) : undefined;
           let result;
           try {
-            result = await runBaseline(listing.files, spec, { detector, onProgress });
+            result = await runBaseline(listing.files, spec, { detector, onProgress, runner });
           } catch (err) {
             if (err instanceof RangeError) throw new UserError(`filter: ${err.message}`);
             throw err;
@@ -86,7 +92,7 @@ for laion2b, where the official script uses gcld3 (no JavaScript build exists): 
           const pool = await poolIdentity(listing.files);
           let run;
           try {
-            run = await runRecipe(listing.files, recipe, { detector, onProgress, pool });
+            run = await runRecipe(listing.files, recipe, { detector, onProgress, pool, runner });
           } catch (err) {
             if (err instanceof RecipeError || err instanceof RangeError) throw new UserError(err.message);
             throw err;
@@ -96,7 +102,24 @@ for laion2b, where the official script uses gcld3 (no JavaScript build exists): 
           progress.done(`recipe ${f.recipe}: kept ${uidCount(run.words)} uids → ${f.save_path} (record: ${f.save_path}.recipe.json)`);
         }
       } finally {
+        await parallel?.close();
         await listing.close();
       }
     });
+}
+
+/** Below this much metadata a second thread costs more to start (tsx in each worker) than it saves. */
+const PARALLEL_MIN_BYTES = 64 << 20;
+
+/**
+ * Worker threads for the model-free passes: `--num_workers` when given (baselines.py's flag; at most one per
+ * metadata file, as there), else baselines.py's default of one per CPU — but one for small pools.
+ */
+async function filterWorkers(flag: number | undefined, paths: readonly string[]): Promise<number> {
+  if (flag !== undefined) {
+    if (!Number.isInteger(flag) || flag < 1) throw new UserError(`filter: --num_workers must be a whole number ≥ 1, got ${flag}`);
+    return Math.min(flag, paths.length);
+  }
+  const bytes = (await Promise.all(paths.map(async (p) => (await stat(p)).size))).reduce((a, b) => a + b, 0);
+  return bytes < PARALLEL_MIN_BYTES ? 1 : Math.min(availableParallelism(), paths.length);
 }

@@ -89,8 +89,12 @@ export function pyJsonDumps(value: PyJson): string {
 /**
  * `json.loads`: standard JSON plus the NaN / Infinity / -Infinity tokens Python writes. Numbers come back as
  * JavaScript numbers (int or float alike). Throws a SyntaxError naming the offset of the first problem.
+ * With `{ pyTypes: true }` the value keeps what Python would hold, so that pyJsonDumps writes it back as
+ * `json.dumps(json.loads(text))` does: ints as bigint, floats as number, dicts as Maps (key order as read;
+ * a repeated key keeps its first place and its last value, as a dict does).
  */
-export function pyJsonLoads(text: string): unknown {
+export function pyJsonLoads(text: string, options: { pyTypes?: boolean } = {}): unknown {
+  const pyTypes = options.pyTypes === true;
   let pos = 0;
   const fail = (what: string): never => {
     throw new SyntaxError(`${what} at offset ${pos}`);
@@ -112,7 +116,8 @@ export function pyJsonLoads(text: string): unknown {
     const c = text[pos];
     if (c === '{') {
       pos++;
-      const obj: Record<string, unknown> = {};
+      const obj: Record<string, unknown> | Map<string, unknown> = pyTypes ? new Map() : {};
+      const put = (key: string, value: unknown) => (obj instanceof Map ? obj.set(key, value) : (obj[key] = value));
       ws();
       if (text[pos] === '}') {
         pos++;
@@ -125,7 +130,7 @@ export function pyJsonLoads(text: string): unknown {
         ws();
         if (text[pos] !== ':') fail("expected ':'");
         pos++;
-        obj[key] = parseValue(depth + 1);
+        put(key, parseValue(depth + 1));
         ws();
         if (text[pos] === ',') {
           pos++;
@@ -171,7 +176,7 @@ export function pyJsonLoads(text: string): unknown {
     const m = NUMBER.exec(text);
     if (!m) return fail('unexpected token');
     pos += m[0].length;
-    return Number(m[0]);
+    return pyTypes && /^-?\d+$/.test(m[0]) ? BigInt(m[0]) : Number(m[0]);
   };
   const parseString = (): string => {
     const start = pos;
