@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { FormatError } from '../../src/core/formats/errors.ts';
 import { registerEvaluate } from './commands/evaluate.ts';
+import { registerCluster } from './commands/cluster.ts';
 import { registerFilter } from './commands/filter.ts';
 import { registerInspect } from './commands/inspect.ts';
 import { registerContamination, registerPoolBuild } from './commands/pool.ts';
@@ -25,6 +26,7 @@ registerPoolBuild(program.command('pool').description('build the embedded defaul
 registerContamination(program);
 registerTokenize(program);
 registerFilter(program);
+registerCluster(program);
 registerReshard(program);
 registerTrain(program);
 registerEvaluate(program);

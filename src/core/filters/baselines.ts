@@ -7,6 +7,9 @@
  *   len(text) > 5 (code points), min(w, h) >= 200 and max(w, h) / min(w, h) <= 3.0.
  * - clip_score: clip_{arch}_similarity_score >= threshold, the threshold given or derived from
  *   --fraction over the whole pool (see threshold.ts).
+ * - text_based: English and some token's first WordNet synset in the ImageNet-21k ids (text-based.ts).
+ * - image_based, image_based_intersect_clip_score: caption filter, then rows whose l14_img falls in a k-means
+ *   cluster of ImageNet-1k targets (image-based.ts).
  * - laion2b: B/32 score >= 0.28 and English. The official script asks gcld3; gcld3 has no JavaScript
  *   build, so the given detector (fastText lid.176) stands in, and the result says so.
  *
@@ -29,6 +32,8 @@ import { pyLen, pyWordCount } from './pystr.ts';
 import { scanMetadata, type MetadataFile } from './scan.ts';
 import { runKeepTask, type KeepRunner } from './keep.ts';
 import { thresholdForFraction } from './threshold.ts';
+import { TextEntityMatcher, textEntityMask, type TextBasedAssets, type TextBasedInfo } from './text-based.ts';
+import { runImageBased, type ImageBasedInputs } from './image-based.ts';
 
 export const MODEL_FREE_BASELINES = ['no_filter', 'basic_filter', 'clip_score', 'laion2b'] as const;
 export const ALL_BASELINES = ['no_filter', 'basic_filter', 'text_based', 'image_based', 'image_based_intersect_clip_score', 'clip_score', 'laion2b'] as const;
@@ -50,6 +55,10 @@ export interface BaselineResult {
   /** The score threshold applied (clip_score, laion2b), after the fraction rule; NaN if it fell on a null. */
   threshold?: number;
   detector?: DetectorInfo;
+  /** text_based: the WordNet and wnid list used. */
+  textBased?: TextBasedInfo;
+  /** image_based*: how many distinct centroids the targets fall in. */
+  targetClusters?: number;
 }
 
 export const LAION2B_THRESHOLD = 0.28;
@@ -78,11 +87,8 @@ export function checkBaselineSpec(spec: BaselineSpec): void {
   if (spec.fraction !== undefined && !(spec.fraction >= 0 && spec.fraction < 1)) {
     throw new BaselineOptionError(`--fraction must be in [0, 1), got ${spec.fraction}`);
   }
-  if (name === 'text_based') {
-    throw new BaselineOptionError('text_based needs NLTK WordNet synsets and the ImageNet-21k wordnet ids, which the workbench does not ship yet');
-  }
-  if (name === 'image_based' || name === 'image_based_intersect_clip_score') {
-    throw new BaselineOptionError(`${name} needs the official k-means centroids and ImageNet-1k CLIP L/14 features (not shipped yet)`);
+  if (name === 'image_based' && (spec.arch !== undefined || spec.threshold !== undefined || spec.fraction !== undefined)) {
+    throw new BaselineOptionError('--arch, --threshold and --fraction are only used for clip_score baselines (image_based takes none)');
   }
 }
 
@@ -91,8 +97,12 @@ export function scoreColumnName(arch: Arch): string {
 }
 
 export interface RunOptions {
-  /** Needed by basic_filter and laion2b. */
+  /** Needed by basic_filter, text_based and laion2b. */
   detector?: LanguageDetector;
+  /** Needed by text_based: WordNet 3.0 and the ImageNet-21k wnid list (server/filters/wordnet.ts loads them). */
+  textBased?: TextBasedAssets;
+  /** Needed by image_based*: the GPU engine, centroids, targets and the npz embeddings (image-based.ts). */
+  imageBased?: ImageBasedInputs;
   /** Called after each row group. */
   onProgress?: (rowsDone: number, file: string) => void;
   /**
@@ -118,12 +128,26 @@ export async function runBaseline(files: readonly MetadataFile[], spec: Baseline
     rows += n;
     options.onProgress?.(rows, file);
   };
-  const needDetector = spec.name === 'basic_filter' || spec.name === 'laion2b';
+  const needDetector = spec.name === 'basic_filter' || spec.name === 'laion2b' || spec.name === 'text_based';
   if (needDetector && !options.detector) throw new BaselineOptionError(`${spec.name} needs a language detector`);
+  if (spec.name === 'text_based' && !options.textBased) throw new BaselineOptionError('text_based needs WordNet 3.0 and the ImageNet-21k WordNet id list');
   const detector = options.detector!;
   let threshold: number | undefined;
 
   const run: KeepRunner = options.runner ?? ((task, o) => runKeepTask(files, task, o));
+  if (spec.name === 'image_based' || spec.name === 'image_based_intersect_clip_score') {
+    if (!options.detector) throw new BaselineOptionError(`${spec.name} needs a language detector`);
+    if (!options.imageBased) throw new BaselineOptionError(`${spec.name} needs the pool centroids and the ImageNet-1k CLIP L/14 target features`);
+    let clip: { column: string; threshold: number } | undefined;
+    if (spec.name === 'image_based_intersect_clip_score') {
+      const column = scoreColumnName(spec.arch!);
+      clip = { column, threshold: spec.threshold ?? await poolThreshold(files, column, spec.fraction!, { runner: options.runner }) };
+    }
+    const r = await runImageBased(files, options.imageBased, options.detector, clip, options.onProgress);
+    const result: BaselineResult = { words: sortUids(r.words), rows: r.rows, detector: detectorInfo(options.detector), targetClusters: r.targetClusters };
+    if (clip) result.threshold = clip.threshold;
+    return result;
+  }
   let words: Uint32Array | undefined;
   if (spec.name === 'no_filter') {
     const r = await run({ kind: 'all' }, { onProgress: options.onProgress });
@@ -147,6 +171,16 @@ export async function runBaseline(files: readonly MetadataFile[], spec: Baseline
     const r = await run({ kind: 'atLeast', column, threshold }, { onProgress: options.onProgress });
     words = r.words;
     rows = r.rows;
+  } else if (spec.name === 'text_based') {
+    const matcher = new TextEntityMatcher(options.textBased!.wordnet, options.textBased!.wnids);
+    for await (const chunk of scanMetadata(files, ['uid', 'text'])) {
+      const texts = stringsOf(chunk.column('text'), chunk.file, 'text');
+      // the WordNet test first, then language id only where it passed: `and` of pure tests, the same mask
+      const mask = textEntityMask(texts, matcher, chunk.file, chunk.firstRow);
+      await andEnglish(mask, texts, detector);
+      pushUids(kept, checkedUids(chunk.column('uid'), chunk.file, chunk.firstRow), mask);
+      progress(texts.length, chunk.file);
+    }
   } else {
     // laion2b: B/32 >= 0.28 and English
     const column = scoreColumnName('b32');
@@ -171,6 +205,7 @@ export async function runBaseline(files: readonly MetadataFile[], spec: Baseline
   const result: BaselineResult = { words: sortUids(words ?? kept.finish()), rows };
   if (threshold !== undefined) result.threshold = threshold;
   if (needDetector) result.detector = detectorInfo(detector, spec.name === 'laion2b' ? 'gcld3 3.0.13 NNetLanguageIdentifier(0, 1000)' : undefined);
+  if (spec.name === 'text_based') result.textBased = options.textBased!.info;
   return result;
 }
 

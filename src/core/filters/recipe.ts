@@ -1,7 +1,8 @@
 /**
  * Filter recipes: named subsets (official baselines, expressions over metadata columns, top-k or top
  * fraction of any score expression) combined by set algebra, and a record of everything that decided the
- * result (the recipe, detector name and version, pool identity, per-subset counts and thresholds).
+ * result (the recipe, detector name and version, for text_based the WordNet and wnid list, pool identity,
+ * per-subset counts and thresholds).
  *
  *   {
  *     "recipe": 1,
@@ -32,6 +33,8 @@ import type { KeepRunner } from './keep.ts';
 import { metadataSchema, scanMetadata, type MetadataFile } from './scan.ts';
 import { intersectSorted, subtractSorted, uniqueSorted, unionSorted } from './sets.ts';
 import { thresholdForFraction64 } from './threshold.ts';
+import type { TextBasedAssets, TextBasedInfo } from './text-based.ts';
+import type { ImageBasedInputs } from './image-based.ts';
 
 export class RecipeError extends Error {
   override readonly name = 'RecipeError';
@@ -137,6 +140,8 @@ function parseSetExpression(src: string, names: readonly string[], file: string)
 export interface RecipeRecord {
   recipe: Recipe;
   detector: DetectorInfo | null;
+  /** The WordNet and ImageNet-21k wnid list (sha256) that text_based subsets used; null when none is used. */
+  text_based: TextBasedInfo | null;
   pool: unknown;
   subsets: Record<string, { uids: number; distinct: number; rows_read: number; threshold?: number | null }>;
   result: { uids: number; distinct: number };
@@ -149,6 +154,10 @@ export interface RecipeRun {
 
 export interface RecipeOptions {
   detector?: LanguageDetector;
+  /** WordNet and the ImageNet-21k wnids, for text_based subsets. */
+  textBased?: TextBasedAssets;
+  /** GPU, centroids, targets and npz embeddings, for image_based subsets. */
+  imageBased?: ImageBasedInputs;
   onProgress?: (rows: number, file: string) => void;
   /** Identity of the pool (e.g. server/filters/metadata-dir.ts poolIdentity), copied into the record. */
   pool?: unknown;
@@ -178,21 +187,32 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
     const c: { where?: CompiledExpression; top?: CompiledExpression } = {};
     if ('where' in rule && rule.where !== undefined) c.where = compile(name, 'where', rule.where, 'bool');
     if ('top' in rule) c.top = compile(name, 'top', rule.top, 'num');
-    if ('baseline' in rule && (rule.baseline === 'basic_filter' || rule.baseline === 'laion2b')) usesLang = true;
+    if ('baseline' in rule && (rule.baseline === 'basic_filter' || rule.baseline === 'laion2b' || rule.baseline === 'text_based')) usesLang = true;
+    if ('baseline' in rule && rule.baseline === 'text_based' && !options.textBased) {
+      throw new RecipeError(file, `subsets.${name}: text_based needs WordNet 3.0 and the ImageNet-21k WordNet id list, and none was given`);
+    }
+    if ('baseline' in rule && (rule.baseline === 'image_based' || rule.baseline === 'image_based_intersect_clip_score')) {
+      usesLang = true;
+      if (!options.imageBased) throw new RecipeError(file, `subsets.${name}: ${rule.baseline} needs the pool centroids and the ImageNet-1k target features, and none were given`);
+    }
     if (c.where?.usesLang || c.top?.usesLang) usesLang = true;
     compiled.set(name, c);
   }
-  if (usesLang && !options.detector) throw new RecipeError(file, 'this recipe needs language id (basic_filter, laion2b or lang()), and no detector is available');
+  if (usesLang && !options.detector) throw new RecipeError(file, 'this recipe needs language id (basic_filter, text_based, laion2b or lang()), and no detector is available');
 
   const results = new Map<string, Uint32Array>();
-  const record: RecipeRecord = { recipe, detector: usesLang ? detectorInfo(options.detector!) : null, pool: options.pool ?? null, subsets: {}, result: { uids: 0, distinct: 0 } };
+  const usesWordNet = Object.values(recipe.subsets).some((r) => 'baseline' in r && r.baseline === 'text_based');
+  const record: RecipeRecord = {
+    recipe, detector: usesLang ? detectorInfo(options.detector!) : null, text_based: usesWordNet ? options.textBased!.info : null,
+    pool: options.pool ?? null, subsets: {}, result: { uids: 0, distinct: 0 },
+  };
   for (const [name, rule] of Object.entries(recipe.subsets)) {
     let words: Uint32Array;
     let rowsRead = 0;
     let threshold: number | undefined;
     if ('baseline' in rule) {
       const { baseline, ...params } = rule;
-      const r = await runBaseline(files, { name: baseline, ...params }, { detector: options.detector, onProgress: options.onProgress, runner: options.runner });
+      const r = await runBaseline(files, { name: baseline, ...params }, { detector: options.detector, textBased: options.textBased, imageBased: options.imageBased, onProgress: options.onProgress, runner: options.runner });
       words = r.words;
       rowsRead = r.rows;
       threshold = r.threshold;
