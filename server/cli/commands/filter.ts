@@ -5,6 +5,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
+import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import {
   ALL_BASELINES, BaselineOptionError, checkBaselineSpec, runBaseline, subsetBytes, type Arch, type BaselineName, type BaselineSpec,
@@ -133,7 +134,10 @@ scripts keep them). \`dcw cluster\` computes centroids for any pool.`)
             const engine = imageAssets ? await openEngine('filter') : undefined;
             const imageBased = imageAssets && engine ? { ...imageAssets, engine, embeddings: npzEmbeddings(), batchSize: f.batch_size } : undefined;
             try {
-              run = await runRecipe(listing.files, recipe, { detector, textBased, imageBased, onProgress, pool, runner });
+              run = await runRecipe(listing.files, recipe, {
+                detector, textBased, imageBased, onProgress, pool, runner, file: f.recipe!,
+                loadSubset: (path) => readSubsetFile(resolve(dirname(f.recipe!), path)),
+              });
             } finally {
               engine?.destroy();
             }
@@ -166,4 +170,13 @@ async function filterWorkers(flag: number | undefined, paths: readonly string[])
   }
   const bytes = (await Promise.all(paths.map(async (p) => (await stat(p)).size))).reduce((a, b) => a + b, 0);
   return bytes < PARALLEL_MIN_BYTES ? 1 : Math.min(availableParallelism(), paths.length);
+}
+
+/** A recipe's `subset` file; a missing one is named as the recipe wrote it, resolved. */
+async function readSubsetFile(path: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (err) {
+    throw new Error(`${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
 }

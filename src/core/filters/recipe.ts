@@ -10,7 +10,8 @@
  *       "basic": {"baseline": "basic_filter"},
  *       "clip":  {"baseline": "clip_score", "arch": "l14", "fraction": 0.3},
  *       "big":   {"where": "min(original_width, original_height) >= 300 and words(text) > 2"},
- *       "best":  {"top": "clip_b32_similarity_score + clip_l14_similarity_score", "k": 1000, "where": "lang(text) == 'en'"}
+ *       "best":  {"top": "clip_b32_similarity_score + clip_l14_similarity_score", "k": 1000, "where": "lang(text) == 'en'"},
+ *       "theirs": {"subset": "someone-elses.npy"}
  *     },
  *     "result": "(basic & clip) | best - big"
  *   }
@@ -21,9 +22,11 @@
  * top: `fraction` follows the official rule (threshold = sort_desc(scores)[int(N·f)] over the rows that
  * pass `where`, keep >=, so ⌊N·f⌋+1 plus ties); `k` keeps scores >= the k-th largest (k plus ties).
  * Rows with a null score never pass. Same recipe + same pool → same bytes: nothing depends on time or order.
+ * subset: a uid .npy made elsewhere (a path the caller resolves; `dcw filter` reads it relative to the recipe
+ * file), taken as it is (sorted if it is not) and recorded with its sha256, so the record names its input.
  */
 import type { Field } from 'apache-arrow';
-import { countDistinctSorted, uidCount } from '../formats/uid.ts';
+import { countDistinctSorted, decodeSubsetWords, isSortedWords, uidCount } from '../formats/uid.ts';
 import { sortUids } from './sort.ts';
 import { detectorInfo, type DetectorInfo, type LanguageDetector } from '../text/langid.ts';
 import { ALL_BASELINES, BaselineOptionError, checkBaselineSpec, runBaseline, type BaselineSpec } from './baselines.ts';
@@ -46,7 +49,8 @@ export class RecipeError extends Error {
 export type SubsetRule =
   | ({ baseline: BaselineSpec['name'] } & Omit<BaselineSpec, 'name'>)
   | { where: string }
-  | { top: string; k?: number; fraction?: number; where?: string };
+  | { top: string; k?: number; fraction?: number; where?: string }
+  | { subset: string };
 
 export interface Recipe {
   recipe: 1;
@@ -78,9 +82,9 @@ export function parseRecipe(text: string, file: string): Recipe {
     if (!NAME.test(name)) throw new RecipeError(file, `${at}: a subset name is letters, digits and _`);
     if (!rule || typeof rule !== 'object') throw new RecipeError(file, `${at}: must be an object`);
     const r = rule as Record<string, unknown>;
-    const kinds = ['baseline', 'where', 'top'].filter((k) => k in r && !(k === 'where' && 'top' in r));
-    if (kinds.length !== 1) throw new RecipeError(file, `${at}: give exactly one of "baseline", "where" or "top"`);
-    const allowed = kinds[0] === 'baseline' ? ['baseline', 'arch', 'threshold', 'fraction'] : kinds[0] === 'where' ? ['where'] : ['top', 'k', 'fraction', 'where'];
+    const kinds = ['baseline', 'where', 'top', 'subset'].filter((k) => k in r && !(k === 'where' && 'top' in r));
+    if (kinds.length !== 1) throw new RecipeError(file, `${at}: give exactly one of "baseline", "where", "top" or "subset"`);
+    const allowed = kinds[0] === 'baseline' ? ['baseline', 'arch', 'threshold', 'fraction'] : kinds[0] === 'where' ? ['where'] : kinds[0] === 'subset' ? ['subset'] : ['top', 'k', 'fraction', 'where'];
     const bad = Object.keys(r).find((k) => !allowed.includes(k));
     if (bad) throw new RecipeError(file, `${at}: unknown key "${bad}" (allowed: ${allowed.join(', ')})`);
     if (kinds[0] === 'baseline') {
@@ -93,6 +97,7 @@ export function parseRecipe(text: string, file: string): Recipe {
       }
     }
     for (const key of ['where', 'top'] as const) if (key in r && typeof r[key] !== 'string') throw new RecipeError(file, `${at}.${key}: must be an expression string`);
+    if ('subset' in r && (typeof r.subset !== 'string' || !r.subset)) throw new RecipeError(file, `${at}.subset: must be the path of a uid .npy file`);
     if (kinds[0] === 'top') {
       if (('k' in r) === ('fraction' in r)) throw new RecipeError(file, `${at}: give exactly one of "k" and "fraction"`);
       if ('k' in r && !(Number.isInteger(r.k) && (r.k as number) >= 1)) throw new RecipeError(file, `${at}.k: must be a positive integer`);
@@ -143,7 +148,7 @@ export interface RecipeRecord {
   /** The WordNet and ImageNet-21k wnid list (sha256) that text_based subsets used; null when none is used. */
   text_based: TextBasedInfo | null;
   pool: unknown;
-  subsets: Record<string, { uids: number; distinct: number; rows_read: number; threshold?: number | null }>;
+  subsets: Record<string, { uids: number; distinct: number; rows_read: number; threshold?: number | null; sha256?: string }>;
   result: { uids: number; distinct: number };
 }
 
@@ -165,6 +170,8 @@ export interface RecipeOptions {
   runner?: KeepRunner;
   /** Name used in errors (default "recipe"). */
   file?: string;
+  /** Reads the bytes of a `subset` rule's file (its path as the recipe writes it); without it such rules are refused. */
+  loadSubset?: (path: string) => Promise<Uint8Array>;
 }
 
 /** Runs a recipe over the metadata files. Nothing is written here: the caller writes the result and record. */
@@ -196,6 +203,7 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
       if (!options.imageBased) throw new RecipeError(file, `subsets.${name}: ${rule.baseline} needs the pool centroids and the ImageNet-1k target features, and none were given`);
     }
     if (c.where?.usesLang || c.top?.usesLang) usesLang = true;
+    if ('subset' in rule && !options.loadSubset) throw new RecipeError(file, `subsets.${name}: subset files cannot be read here`);
     compiled.set(name, c);
   }
   if (usesLang && !options.detector) throw new RecipeError(file, 'this recipe needs language id (basic_filter, text_based, laion2b or lang()), and no detector is available');
@@ -210,7 +218,18 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
     let words: Uint32Array;
     let rowsRead = 0;
     let threshold: number | undefined;
-    if ('baseline' in rule) {
+    let sha256: string | undefined;
+    if ('subset' in rule) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await options.loadSubset!(rule.subset);
+        words = decodeSubsetWords(bytes, rule.subset);
+      } catch (err) {
+        throw new RecipeError(file, `subsets.${name}: ${(err as Error).message}`);
+      }
+      if (!isSortedWords(words)) words = sortUids(words);
+      sha256 = await sha256Hex(bytes);
+    } else if ('baseline' in rule) {
       const { baseline, ...params } = rule;
       const r = await runBaseline(files, { name: baseline, ...params }, { detector: options.detector, textBased: options.textBased, imageBased: options.imageBased, onProgress: options.onProgress, runner: options.runner });
       words = r.words;
@@ -256,6 +275,7 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
     results.set(name, words);
     record.subsets[name] = { uids: uidCount(words), distinct: countDistinctSorted(words), rows_read: rowsRead };
     if (threshold !== undefined) record.subsets[name]!.threshold = Number.isNaN(threshold) ? null : threshold;
+    if (sha256 !== undefined) record.subsets[name]!.sha256 = sha256;
   }
   const tree = parseSetExpression(recipe.result, Object.keys(recipe.subsets), file);
   const evalSet = (n: SetNode): Uint32Array => {
@@ -267,4 +287,9 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
   const words = evalSet(tree);
   record.result = { uids: uidCount(words), distinct: countDistinctSorted(words) };
   return { words, record };
+}
+
+async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, '0')).join('');
 }
