@@ -37,6 +37,8 @@ export interface AppServerOptions {
   poolDir: string;
   /** Folder holding the evaluation suite (clip_benchmark layout), served under `/eval/` when given. */
   evalDir?: string;
+  /** open_clip's bpe_simple_vocab_16e6.txt.gz, served at `/api/bpe` when given (404 otherwise). */
+  bpeFile?: string;
   host: string;
   port: number;
 }
@@ -155,20 +157,27 @@ export function startAppServer(options: AppServerOptions): Promise<Server> {
     }
 
     let file: string | null;
-    const served = url.pathname.startsWith('/pool/') ? options.poolDir : url.pathname.startsWith('/eval/') && options.evalDir ? options.evalDir : null;
-    if (served) {
-      file = safeJoin(served, url.pathname.slice(url.pathname.indexOf('/', 1) + 1));
-      if (file && existsSync(file) && statSync(file).isDirectory()) {
-        if (!url.pathname.endsWith('/')) {
-          res.writeHead(301, { Location: `${url.pathname}/`, ...ISOLATION_HEADERS });
-          return res.end();
-        }
-        return send(200, directoryIndex(file, url.pathname), CONTENT_TYPES['.html']);
+    if (url.pathname === '/api/bpe') {
+      if (!options.bpeFile || !existsSync(options.bpeFile)) {
+        return send(404, JSON.stringify({ error: 'no CLIP vocabulary on this server: start dcw serve with --bpe path/to/bpe_simple_vocab_16e6.txt.gz, or pick the file in the page' }), CONTENT_TYPES['.json']);
       }
+      file = options.bpeFile;
     } else {
-      file = safeJoin(options.appDir, url.pathname === '/' ? 'index.html' : url.pathname);
-      // Single-page app: unknown paths without an extension get the app shell.
-      if (file && !existsSync(file) && !extname(file)) file = join(options.appDir, 'index.html');
+      const served = url.pathname.startsWith('/pool/') ? options.poolDir : url.pathname.startsWith('/eval/') && options.evalDir ? options.evalDir : null;
+      if (served) {
+        file = safeJoin(served, url.pathname.slice(url.pathname.indexOf('/', 1) + 1));
+        if (file && existsSync(file) && statSync(file).isDirectory()) {
+          if (!url.pathname.endsWith('/')) {
+            res.writeHead(301, { Location: `${url.pathname}/`, ...ISOLATION_HEADERS });
+            return res.end();
+          }
+          return send(200, directoryIndex(file, url.pathname), CONTENT_TYPES['.html']);
+        }
+      } else {
+        file = safeJoin(options.appDir, url.pathname === '/' ? 'index.html' : url.pathname);
+        // Single-page app: unknown paths without an extension get the app shell.
+        if (file && !existsSync(file) && !extname(file)) file = join(options.appDir, 'index.html');
+      }
     }
     if (!file) return send(400, 'bad path');
     if (!existsSync(file) || !statSync(file).isFile()) return send(404, 'not found');

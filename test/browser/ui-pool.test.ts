@@ -39,7 +39,7 @@ before(async () => {
     width: Number(metadata.getChild('original_width')!.get(i)),
     height: Number(metadata.getChild('original_height')!.get(i)),
   }));
-  server = await startServe(['--rebuild', '--pool', pool.poolDir]);
+  server = await startServe(['--rebuild', '--pool', pool.poolDir, '--eval', join(tmp, 'built', 'eval')]);
   slow = createServer(async (req, res) => {
     slowLog.push(`${req.method} ${req.url}`);
     if (req.method === 'GET' && req.url!.endsWith('.tar')) await new Promise((r) => setTimeout(r, shardDelayMs));
@@ -262,10 +262,13 @@ test('a URL that holds no pool fails with a message naming it; pools can be dele
   await page.getByTestId('inspect-empty').waitFor();
 });
 
-test('the later views are clear empty states, and a browser without WebGPU gets a message, not a blank page', async () => {
+test('Evaluate opens on the suite with no runs yet, and a browser without WebGPU gets a message, not a blank page', async () => {
   const { page, context } = browser;
   await page.getByTestId('nav-evaluate').click();
-  assert.match((await page.getByTestId('view-evaluate').textContent()) ?? '', /Not in the browser yet/);
+  // the suite the server serves is listed before any run exists; nothing to evaluate yet
+  await page.getByTestId('suite').waitFor();
+  assert.match((await page.getByTestId('suite').textContent()) ?? '', /^\d+ tasks: /);
+  assert.equal(await page.getByTestId('eval-run').count(), 0);
   await page.screenshot({ path: join(SHOTS, 'ui-evaluate-empty.png') });
   const noGpu = await context.newPage();
   await noGpu.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined }));

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { poolStatus, startAppServer } from '../../http/app-server.ts';
 import { UserError } from '../errors.ts';
+import { findDefaultBpe } from './tokenize.ts';
 
 const REPO = resolve(import.meta.dirname, '../../..');
 
@@ -17,7 +18,10 @@ export function registerServe(program: Command): void {
     .option('--eval <dir>', 'evaluation suite directory (clip_benchmark layout)', 'data/eval')
     .option('--build-pool', 'build the embedded default pool first if the pool directory has none (npm start does)')
     .option('--rebuild', 'rebuild the app even if dist/ exists')
-    .action(async (opts: { host: string; port: number; pool: string; eval: string; buildPool?: boolean; rebuild?: boolean }) => {
+    .option('--bpe <file>', "open_clip's bpe_simple_vocab_16e6.txt.gz, served to the page at /api/bpe for training (default: $DCW_BPE or the copy in an installed open_clip)")
+    .action(async (opts: { host: string; port: number; pool: string; eval: string; buildPool?: boolean; rebuild?: boolean; bpe?: string }) => {
+      if (opts.bpe !== undefined && !existsSync(opts.bpe)) throw new UserError(`${opts.bpe}: no such file (--bpe names open_clip's bpe_simple_vocab_16e6.txt.gz)`);
+      const bpeFile = opts.bpe ?? findDefaultBpe();
       if (opts.buildPool && !poolStatus(resolve(opts.pool)).ready) {
         console.error(`no pool at ${opts.pool} yet: building the embedded default once (about 2–3 minutes on 2 cores)…`);
         const { buildPool } = await import('../../pool/build.ts');
@@ -32,12 +36,13 @@ export function registerServe(program: Command): void {
       const poolDir = resolve(opts.pool);
       let server;
       try {
-        server = await startAppServer({ appDir, poolDir, evalDir: resolve(opts.eval), host: opts.host, port: opts.port });
+        server = await startAppServer({ appDir, poolDir, evalDir: resolve(opts.eval), bpeFile: bpeFile && resolve(bpeFile), host: opts.host, port: opts.port });
       } catch (err) {
         throw new UserError(`dcw serve: cannot listen on ${opts.host}:${opts.port}: ${(err as Error).message}`);
       }
       const { port } = server.address() as AddressInfo;
       console.log(`DataComp Workbench at http://${opts.host}:${port}/`);
       console.log(poolStatus(poolDir).message);
+      console.log(bpeFile ? `CLIP vocabulary ${bpeFile} at /api/bpe` : 'no CLIP vocabulary found (--bpe, $DCW_BPE, open_clip): the page asks for the file before training');
     });
 }

@@ -12,8 +12,8 @@
  *                file) on every task of the suite's tasklist.yml → the eval_results.jsonl text
  */
 import type { EvalStore } from '../eval/dataset.ts';
-import { aggregateSuite, type EvalResult } from '../eval/results.ts';
-import { parseTasklist, type EvalTask } from '../eval/tasklist.ts';
+import type { EvalResult } from '../eval/results.ts';
+import type { EvalTask } from '../eval/tasklist.ts';
 import { FormatError } from '../formats/errors.ts';
 import type { ImageCodec } from '../formats/image.ts';
 import { uidCount } from '../formats/uid.ts';
@@ -21,8 +21,6 @@ import { readSamples, writeSamples, type WdsSample } from '../formats/webdataset
 import { checkBaselineSpec, runBaseline, subsetBytes, type BaselineSpec } from '../filters/baselines.ts';
 import type { MetadataFile } from '../filters/scan.ts';
 import type { Backend, BackendTensor } from '../gpu/backend.ts';
-import { readCheckpoint } from '../model/checkpoint.ts';
-import { ClipModel } from '../model/clip.ts';
 import { clipConfig } from '../model/configs.ts';
 import { SubsetIndex } from '../reshard/plan.ts';
 import type { ClipTokenizer } from '../text/tokenizer.ts';
@@ -30,11 +28,10 @@ import { MemoryCheckpointStore, type TrainState } from '../train/checkpoint.ts';
 import type { ShardInfo, ShardStore } from '../train/loader.ts';
 import { trainClip, type TrainProgress } from '../train/loop.ts';
 import type { ScaleConfig } from '../train/scales.ts';
-import { clipEncoders, evaluateSuite } from './evaluate.ts';
+import { evaluateCheckpoint } from './evaluate-checkpoint.ts';
 
 /** resharder.py's --shard-size default (dcw run keeps it). */
 export const RESHARD_SHARD_SIZE = 10_000;
-const RESULTS_FILE = 'eval_results.jsonl';
 
 /** Subset samples grouped into shards, served to the training loader as webdataset tars built on demand. */
 export class MemoryShardStore implements ShardStore {
@@ -183,25 +180,17 @@ export async function runInMemory<T extends BackendTensor>(o: InMemoryRunOptions
   seconds.train = (performance.now() - t) / 1000;
 
   t = performance.now();
-  const tasklist = await o.evalStore.readText('tasklist.yml');
-  if (tasklist === undefined) throw new FormatError('tasklist.yml', 'not found: the evaluation suite needs its tasklist.yml');
-  const tasks = parseTasklist(tasklist, 'tasklist.yml');
-  log(`[4/4] evaluate on ${tasks.length} tasks`);
-  const cfg = clipConfig(o.scale.model);
-  const model = new ClipModel(o.backend, cfg, { state: readCheckpoint(latest.weights, cfg, 'epoch_latest.safetensors').state });
-  const batchSize = o.evalBatchSize ?? 64;
-  let resultsText = '';
-  const results = await evaluateSuite({
-    tasks, store: o.evalStore, encoders: clipEncoders(model, o.tokenizer, batchSize), codec: o.codec, batchSize, existing: '', file: RESULTS_FILE,
-    onTaskStart: (task, i) => {
-      log(`evaluating ${task.name} (${i + 1}/${tasks.length})`);
-      o.onEvalTask?.(task, i, tasks.length);
-    },
-    onResult: async (_task, _result, text) => {
-      resultsText = text;
+  let evaluated = false;
+  const { tasks, results, resultsText, aggregates } = await evaluateCheckpoint({
+    backend: o.backend, model: clipConfig(o.scale.model), weights: latest.weights, weightsFile: 'epoch_latest.safetensors', store: o.evalStore,
+    codec: o.codec, tokenizer: o.tokenizer, batchSize: o.evalBatchSize ?? 64,
+    onTaskStart: (task, i, of) => {
+      if (!evaluated) log(`[4/4] evaluate on ${of} tasks`);
+      evaluated = true;
+      log(`evaluating ${task.name} (${i + 1}/${of})`);
+      o.onEvalTask?.(task, i, of);
     },
   });
-  const aggregates = aggregateSuite(results, tasks, RESULTS_FILE);
   seconds.evaluate = (performance.now() - t) / 1000;
   seconds.total = (performance.now() - t0) / 1000;
   return {
