@@ -10,8 +10,12 @@ import { encodeSubset } from '../../../src/core/formats/uid.ts';
 import { DEFAULT_MAX_HAMMING, DEFAULT_MAX_MAD } from '../../../src/core/pool/contamination.ts';
 import { buildPool, DEFAULT_CACHE } from '../../pool/build.ts';
 import { checkContamination } from '../../pool/contamination.ts';
+import { formatReport, scorePoolDir } from '../../pool/score.ts';
+import type { DawnBackend } from '../../gpu/dawn.ts';
 import { UserError } from '../errors.ts';
-import { createProgress, formatDuration, type Progress } from '../progress.ts';
+import { createProgress, formatCount, formatDuration, type Progress } from '../progress.ts';
+import { loadTokenizer } from './tokenize.ts';
+import { bpeHelp, gpuOption } from './train.ts';
 
 function fractionArg(v: string): number {
   const x = Number(v);
@@ -28,7 +32,7 @@ function intArg(name: string) {
 }
 
 export function registerPoolBuild(pool: Command): Command {
-  return pool
+  const build = pool
     .command('build')
     .description('build the embedded default pool and its held-out evaluation suite from pinned npm packages (deterministic, offline)')
     .option('--out <dir>', 'where to write the pool (CommonPool layout: metadata/, shards/)', 'data/pool')
@@ -68,6 +72,9 @@ export function registerPoolBuild(pool: Command): Command {
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
     });
+  // `pool score` is registered with `pool build`, so main.ts wires the pool group with one call
+  registerPoolScore(pool);
+  return build;
 }
 
 export function registerContamination(program: Command): Command {
@@ -101,5 +108,68 @@ export function registerContamination(program: Command): Command {
       for (const m of report.matches) process.stdout.write(`${m.uid || '-'}\t${m.poolWhere}\t${m.evalWhere}\tmad ${m.mad}\thamming ${m.hamming}\n`);
       process.stdout.write(`${report.testPicturesInPool} of ${report.eval} test pictures found in the pool (${report.offenders.length} pool samples match)\n`);
       if (report.matches.length) process.exitCode = 2;
+    });
+}
+
+interface ScoreFlags { pool: string; scale: string; seed: number; trusted?: string; bpe?: string; gpu: DawnBackend; overwrite?: boolean; allowMissing?: boolean; batchSize?: number }
+
+export function registerPoolScore(pool: Command): Command {
+  return pool
+    .command('score')
+    .description('fill a pool\'s CLIP score columns and write its .npz embeddings with a scoring model trained on a trusted subset (Data Filtering Network style)')
+    .option('--pool <dir>', 'the pool (CommonPool layout: metadata/, shards/)', 'data/pool')
+    .option('--scale <scale>', 'the scorer\'s recipe: scorer-cpu (wb-tiny, minutes on 2 CPU cores) or scorer-gpu (wb-small)', 'scorer-cpu')
+    .option('--seed <n>', 'random seed', (v) => parseInt(v, 10), 0)
+    .option('--trusted <rule>', 'what the scorer trains on: a baseline name or a filter recipe file', 'basic_filter')
+    .option('--overwrite', 'replace scores, embeddings and scorer/ that the pool already has')
+    .option('--allow-missing', 'score rows whose sample is not in the shards as null (else an error)')
+    .option('--batch-size <n>', 'images and captions per forward pass', intArg('--batch-size'), 256)
+    .option('--bpe <file>', bpeHelp)
+    .addOption(gpuOption())
+    .addHelpText('after', `
+Writes metadata/<stem>.parquet again with clip_b32_similarity_score and clip_l14_similarity_score filled (float32),
+metadata/<stem>.npz with b32_img, b32_txt, l14_img, l14_txt (float16, rows x the scorer's embedding width: 64 for
+scorer-cpu, 128 for scorer-gpu, not 512/768), and scorer/ (checkpoint, recipe, trusted rule and size, and a report
+of the mean score per ground-truth noise kind when the pool has ground_truth/truth.parquet). All or nothing.
+
+Both columns and both embedding pairs hold the ONE scorer's values: b32/l14 are the official column names, kept so
+the official tools read the files; they are not OpenAI CLIP models. Official thresholds (0.25, 0.28, laion2b's)
+do not carry over to this scorer: filter with --fraction, e.g.
+  dcw filter --name clip_score --arch l14 --fraction 0.3 --metadata_dir data/pool/metadata --save_path top30.npy
+Real pools come with their scores; this is for pools that have none (the embedded default). docs/scoring.md`)
+    .action(async (f: ScoreFlags) => {
+      if (f.batchSize !== undefined && f.batchSize < 1) throw new UserError('--batch-size must be at least 1');
+      const tokenizer = await loadTokenizer(f.bpe);
+      let train: Progress | undefined;
+      const embed = new Map<string, Progress>();
+      let lastLoss = '';
+      const out = await scorePoolDir({
+        pool: f.pool, scale: f.scale, seed: f.seed, trusted: f.trusted, tokenizer, gpu: f.gpu, overwrite: f.overwrite, allowMissing: f.allowMissing,
+        batchSize: f.batchSize,
+        log: (line) => process.stderr.write(`${process.stderr.isTTY ? '\r\x1b[2K' : ''}pool score: ${line}\n`),
+        onTrainProgress: (p) => {
+          train ??= createProgress({ label: 'train scorer', total: p.totalSteps, unit: ' steps' });
+          if (p.loss !== undefined) lastLoss = `loss ${p.loss.toFixed(4)}`;
+          train.update(p.step, `${lastLoss}  ${formatCount(p.samplesPerSecond)} samples/s`);
+          if (p.step === p.totalSteps) train.done();
+        },
+        onEmbedProgress: (stage, done, total) => {
+          let bar = embed.get(stage);
+          if (!bar) {
+            bar = createProgress({ label: stage === 'text' ? 'embed captions' : 'embed images', total, unit: ' rows' });
+            embed.set(stage, bar);
+          }
+          bar.update(done);
+        },
+      });
+      for (const bar of embed.values()) bar.done();
+      const r = out.result;
+      const lines = [
+        `scored ${r.rows} rows of ${r.files.length} metadata files with ${r.model} (${r.dim}-d) trained on ${r.trusted.samples} samples of ${r.trusted.rule}` +
+          ` (${r.state.step} steps) in ${formatDuration(r.seconds.total)}${r.missing ? `; ${r.missing} rows without an image scored null` : ''}`,
+        `wrote ${out.written.length} files and folders under ${f.pool} (metadata/*.parquet, metadata/*.npz, scorer/)`,
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+      if (out.report) process.stdout.write(`\n${formatReport(out.report, r.trusted.rule)}`);
     });
 }

@@ -23,7 +23,9 @@
 
 export type OfficialScaleName = 'debug' | 'small' | 'medium' | 'large' | 'xlarge';
 export type WorkbenchScaleName = 'cpu-tiny' | 'gpu-small';
-export type ScaleName = OfficialScaleName | WorkbenchScaleName;
+/** Recipes of the scoring model (`dcw pool score`, src/core/pipeline/score-pool.ts), not of a benchmark run. */
+export type ScorerScaleName = 'scorer-cpu' | 'scorer-gpu';
+export type ScaleName = OfficialScaleName | WorkbenchScaleName | ScorerScaleName;
 
 export interface ShuffleBuffer {
   /** Most samples held (webdataset `bufsize`). */
@@ -131,10 +133,45 @@ export const SCALES: Readonly<Record<ScaleName, ScaleConfig>> = Object.freeze({
     referencePrecision: 'fp32',
     note: 'workbench gpu-small: 64 px, 1.28M samples seen, minutes on a GPU; not comparable with the leaderboard',
   }),
+  // The scoring model of `dcw pool score` (a Data Filtering Network: a CLIP trained on a trusted subset whose
+  // image–text cosine scores every pair). One epoch: only the final weights are kept. scorer-cpu is cpu-tiny's
+  // model and optimiser for 4× its samples (about one pass over the embedded pool's basic_filter subset, a few
+  // minutes on 2 CPU cores); scorer-gpu is gpu-small's model for half its samples.
+  'scorer-cpu': Object.freeze({
+    name: 'scorer-cpu',
+    kind: 'workbench',
+    model: 'wb-tiny',
+    batchSize: 128,
+    learningRate: 1e-3,
+    trainNumSamples: 20_480,
+    warmup: 16,
+    ...OPEN_CLIP_VIT_DEFAULTS,
+    numCheckpoints: 1,
+    imageSize: 32,
+    sampleShuffle: Object.freeze({ size: 2000, initial: 500 }),
+    referencePrecision: 'fp32',
+    note: 'scoring model on a CPU: wb-tiny, 32 px, 20,480 samples seen of the trusted subset (dcw pool score)',
+  }),
+  'scorer-gpu': Object.freeze({
+    name: 'scorer-gpu',
+    kind: 'workbench',
+    model: 'wb-small',
+    batchSize: 512,
+    learningRate: 1e-3,
+    trainNumSamples: 640_000,
+    warmup: 125,
+    ...OPEN_CLIP_VIT_DEFAULTS,
+    numCheckpoints: 1,
+    imageSize: 64,
+    sampleShuffle: OPEN_CLIP_SAMPLE_SHUFFLE,
+    referencePrecision: 'fp32',
+    note: 'scoring model on a GPU: wb-small, 64 px, 640k samples seen of the trusted subset (dcw pool score)',
+  }),
 });
 
 export const OFFICIAL_SCALES: readonly OfficialScaleName[] = ['debug', 'small', 'medium', 'large', 'xlarge'];
 export const WORKBENCH_SCALES: readonly WorkbenchScaleName[] = ['cpu-tiny', 'gpu-small'];
+export const SCORER_SCALES: readonly ScorerScaleName[] = ['scorer-cpu', 'scorer-gpu'];
 
 export function isScaleName(name: string): name is ScaleName {
   return Object.prototype.hasOwnProperty.call(SCALES, name);
