@@ -5,20 +5,36 @@
  * (random ids framed sot … eot): the data loader is not timed here (see `dcw run`'s per-step timings).
  *
  *   npm run bench:train [-- --gpu opengles|vulkan|swiftshader|auto] [--steps 3] [--only cpu-tiny,gpu-small,ViT-B-32]
- *                          [--vit-batch 16] [--batch N (overrides every batch)]
+ *                          [--vit-batch 16] [--batch N (overrides every batch)] [--out DIR] [--tag NAME]
+ *                          [--tuning DIR|none] [--attention tiled|rows] [--profile [--profile-method auto|timestamps|replay]]
+ *                          [--compare-attention] [--quick-init] [--row-kernels thread|workgroup|subgroup] [--tiny]
  * On a CPU adapter gpu-small and ViT-B/32 are measured at micro-batches (32 and 4) unless --batch is given.
+ * Each step is split into upload (the batch to the GPU), record (the host recording every dispatch) and wait (until
+ * the loss is back); ms/step is their sum.
  *
- * Prints a table and writes bench/out/train-<adapter>.json.
+ * --profile adds one more step with per-kernel GPU times, grouped by kernel: with timestamp queries where the
+ * adapter has them (each dispatch in its own compute pass), else ('replay') by running each kernel's dispatches of
+ * that step again on their own, timed by the wall clock around a wait for the GPU. The matmul tuning is the one
+ * `dcw train` would use (server/gpu/tuning.ts tuningDirs), or DIR/gpu-tuning.json with --tuning DIR, or the
+ * built-in one with --tuning none. --attention rows runs the per-row attention
+ * kernels instead of the tiled ones (before/after comparisons). --tiny shrinks every model to one layer of width
+ * 64 (ViT-B/32 keeps its 50 and 77 tokens and heads of 64; gpu-small its width 192) and batches to 2–4: a CPU test
+ * of the device script, not a measurement. --compare-attention times the same steps again with the per-row
+ * attention kernels; --quick-init skips open_clip's initialisation (see quickState).
+ *
+ * Prints a table (and the profiles) and writes DIR/train-<adapter>[-TAG].json (DIR: bench/out).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDawn, type DawnBackend } from '../server/gpu/dawn.ts';
+import { loadStoredTuning } from '../server/gpu/tuning.ts';
 import { GpuBackend } from '../src/core/gpu/backend.ts';
 import { describeGpu } from '../src/core/gpu/device.ts';
-import { Engine } from '../src/core/gpu/engine.ts';
-import { ClipModel, clipBatch } from '../src/core/model/clip.ts';
-import { clipConfig, type ClipConfig } from '../src/core/model/configs.ts';
+import { Engine, Tensor, type Kernel } from '../src/core/gpu/engine.ts';
+import { attentionKernels, rowKernelMode, setAttentionKernels, setRowKernelMode, type RowKernelMode } from '../src/core/gpu/kernels/ops.ts';
+import { ClipModel, clipBatch, clipParamSpecs, type StateDict } from '../src/core/model/clip.ts';
+import { clipConfig, gridTokens, type ClipConfig } from '../src/core/model/configs.ts';
 import { SCALES } from '../src/core/train/scales.ts';
 import { Rng } from '../src/core/util/random.ts';
 
@@ -29,8 +45,34 @@ const { values } = parseArgs({
     only: { type: 'string' },
     'vit-batch': { type: 'string', default: '16' },
     batch: { type: 'string' },
+    out: { type: 'string', default: resolve(import.meta.dirname, 'out') },
+    tag: { type: 'string' },
+    tuning: { type: 'string' },
+    attention: { type: 'string', default: 'tiled' },
+    profile: { type: 'boolean', default: false },
+    'profile-method': { type: 'string', default: 'auto' },
+    tiny: { type: 'boolean', default: false },
+    'compare-attention': { type: 'boolean', default: false },
+    'quick-init': { type: 'boolean', default: false },
+    'row-kernels': { type: 'string' },
   },
 });
+const method = values['profile-method']!;
+if (!['auto', 'timestamps', 'replay'].includes(method)) throw new Error(`--profile-method: one of auto, timestamps, replay (got ${method})`);
+if (!['tiled', 'rows'].includes(values.attention!)) throw new Error(`--attention: tiled or rows (got ${values.attention})`);
+
+/** One layer of width 64 (heads of 64), same image and context sizes: the shapes' structure at a CPU's cost. */
+function tinyConfig(cfg: ClipConfig): ClipConfig {
+  const v = cfg.vision;
+  const t = cfg.text;
+  const width = (w: number) => Math.min(w, v.width === 192 ? 192 : 64);
+  return {
+    name: `${cfg.name} (tiny)`,
+    embedDim: Math.min(cfg.embedDim, 64),
+    vision: { ...v, width: width(v.width), layers: 1, heads: width(v.width) / 64 },
+    text: { ...t, width: width(t.width), layers: 1, heads: width(t.width) / 64 },
+  };
+}
 
 interface Case { name: string; cfg: ClipConfig; batch: number; note: string }
 const cases: Case[] = [
@@ -57,6 +99,10 @@ const gpu = await openDawn({ backend: values.gpu as DawnBackend });
 const engine = new Engine(gpu);
 const be = new GpuBackend(engine);
 const device = `${gpu.backend}: ${describeGpu(gpu.info)}`;
+// As `dcw train`: the matmul tuning stored for this adapter where training looks for it, unless told otherwise.
+const tuning = values.tuning === 'none' ? 'built-in' : (loadStoredTuning(engine, values.tuning ? [values.tuning] : undefined) ?? 'built-in (none stored for this adapter)');
+if (values.attention === 'rows') setAttentionKernels(engine, 'rows');
+if (values['row-kernels']) setRowKernelMode(engine, values['row-kernels'] as RowKernelMode);
 // A CPU adapter (llvmpipe, SwiftShader) takes minutes per step at gpu-small's batch of 512: measure a micro-batch
 // there (samples/s of a step barely depends on the batch once it fills the cores).
 if (gpu.info.isCpu && !values.batch) {
@@ -68,38 +114,210 @@ if (gpu.info.isCpu && !values.batch) {
     }
   }
 }
-if (values.batch) for (const c of cases) c.batch = Number(values.batch);
-console.log(`device: ${device}`);
+if (values.tiny) {
+  for (const c of cases) {
+    c.cfg = tinyConfig(c.cfg);
+    c.batch = values.batch ? Number(values.batch) : c.name === 'cpu-tiny' ? 4 : 2;
+    c.note = 'tiny shapes: a test of the bench, not a measurement';
+  }
+} else if (values.batch) for (const c of cases) c.batch = Number(values.batch);
+console.log(`device: ${device}; rows: ${rowKernelMode(engine)}; matmul tuning: ${tuning}; attention: ${values.attention}`);
+
+interface KernelTime { kernel: string; calls: number; ms: number }
+interface Profile {
+  method: 'timestamps' | 'replay';
+  /** Sum of the kernels' GPU times (timestamps: each dispatch alone in a pass; replay: wall time per kernel). */
+  kernelMs: number;
+  dispatches: number;
+  kernels: KernelTime[];
+  /** The same, summed by kind (matmul, attention, layernorm, …). */
+  families: KernelTime[];
+}
+interface Row {
+  scale: string; model: string; batch: number; note: string; msPerStep: number; samplesPerSecond: number;
+  uploadMs?: number; recordMs?: number; waitMs?: number; dispatchesPerStep?: number; submitsPerStep?: number;
+  attention?: string; profile?: Profile; error?: string;
+  /** --compare-attention: the same steps with the per-row attention kernels. */
+  rowAttention?: { msPerStep: number; samplesPerSecond: number; uploadMs: number; recordMs: number; waitMs: number };
+}
+
 const steps = Number(values.steps);
-const rows: { scale: string; model: string; batch: number; note: string; msPerStep: number; samplesPerSecond: number; error?: string }[] = [];
+let stepNumber = 0;
+
+/** Mean phases of `steps` training steps after one warm-up step (which compiles the pipelines). */
+async function timeSteps(model: ClipModel<Tensor>, cfg: ClipConfig, data: { images: Float32Array; ids: Int32Array }, steps: number) {
+  const phases: { upload: number; record: number; wait: number; dispatches: number; submits: number }[] = [];
+  for (let s = 0; s <= steps; s++) {
+    const d0 = engine.stats.dispatches;
+    const s0 = engine.stats.submits;
+    const t0 = performance.now();
+    be.beginScope();
+    const batch = clipBatch(be, cfg, data.images, data.ids);
+    const t1 = performance.now();
+    const loss = model.step(batch, opt, ++stepNumber);
+    const t2 = performance.now();
+    await be.read(loss);
+    const t3 = performance.now();
+    be.endScope();
+    if (s > 0) phases.push({ upload: t1 - t0, record: t2 - t1, wait: t3 - t2, dispatches: engine.stats.dispatches - d0, submits: engine.stats.submits - s0 });
+  }
+  const uploadMs = mean(phases.map((p) => p.upload));
+  const recordMs = mean(phases.map((p) => p.record));
+  const waitMs = mean(phases.map((p) => p.wait));
+  return { msPerStep: uploadMs + recordMs + waitMs, uploadMs, recordMs, waitMs, dispatchesPerStep: phases[0]!.dispatches, submitsPerStep: phases[0]!.submits };
+}
+const rows: Row[] = [];
+const opt = { lr: 1e-4, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.2 };
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
 for (const c of cases) {
   const rng = new Rng(1);
-  let model: ClipModel<ReturnType<typeof be.zeros>> | undefined;
+  stepNumber = 0;
+  let model: ClipModel<Tensor> | undefined;
+  const row: Row = { scale: c.name, model: c.cfg.name, batch: c.batch, note: c.note, msPerStep: NaN, samplesPerSecond: NaN };
   try {
-    model = new ClipModel(be, c.cfg, { seed: 0 });
+    model = values['quick-init'] ? new ClipModel(be, c.cfg, { state: quickState(c.cfg) }) : new ClipModel(be, c.cfg, { seed: 0 });
     const data = syntheticBatch(c.cfg, c.batch, rng);
-    const opt = { lr: 1e-4, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.2 };
-    const times: number[] = [];
-    for (let s = 0; s <= steps; s++) {
-      const t0 = performance.now();
-      be.beginScope();
-      const loss = model.step(clipBatch(be, c.cfg, data.images, data.ids), opt, s + 1);
-      await be.read(loss);
-      be.endScope();
-      if (s > 0) times.push(performance.now() - t0); // step 0 compiles pipelines
+    const vT = gridTokens(c.cfg.vision) + 1;
+    row.attention = ['vision', 'text'].map((tower) => {
+      const t = tower === 'vision' ? { T: vT, w: c.cfg.vision } : { T: c.cfg.text.contextLength, w: c.cfg.text };
+      return `${tower} T${t.T}: ${attentionKernels(engine, { B: c.batch, T: t.T, H: t.w.heads, D: t.w.width / t.w.heads, causal: tower === 'text' })}`;
+    }).join(', ');
+    Object.assign(row, await timeSteps(model, c.cfg, data, steps));
+    row.samplesPerSecond = (1000 * c.batch) / row.msPerStep;
+    if (values['compare-attention'] && row.attention.includes('tiled')) {
+      // The same model and batch with the per-row attention kernels: the tiled kernels' gain, same process.
+      setAttentionKernels(engine, 'rows');
+      try {
+        const before = await timeSteps(model, c.cfg, data, steps);
+        row.rowAttention = { ...before, samplesPerSecond: (1000 * c.batch) / before.msPerStep };
+      } finally {
+        setAttentionKernels(engine, values.attention === 'rows' ? 'rows' : undefined);
+      }
     }
-    const ms = times.reduce((a, b) => a + b, 0) / times.length;
-    rows.push({ scale: c.name, model: c.cfg.name, batch: c.batch, note: c.note, msPerStep: ms, samplesPerSecond: (1000 * c.batch) / ms });
+    if (values.profile) row.profile = await profileStep(model, c.cfg, data, ++stepNumber);
   } catch (err) {
-    rows.push({ scale: c.name, model: c.cfg.name, batch: c.batch, note: c.note, msPerStep: NaN, samplesPerSecond: NaN, error: (err as Error).message.split('\n')[0] });
+    row.error = (err as Error).message.split('\n')[0];
   } finally {
     if (model) for (const p of model.params) [p.value, p.m, p.v].forEach((t) => t.dispose());
   }
-  const r = rows.at(-1)!;
-  console.log(`${r.scale.padEnd(10)} ${r.model.padEnd(9)} batch ${String(r.batch).padStart(4)}  ${r.error ? `failed: ${r.error}` : `${r.msPerStep.toFixed(0).padStart(7)} ms/step  ${r.samplesPerSecond.toFixed(1).padStart(8)} samples/s`}  (${r.note})`);
+  rows.push(row);
+  const ms = (v: number | undefined) => (v ?? NaN).toFixed(1);
+  console.log(`${row.scale.padEnd(10)} ${row.model.padEnd(9)} batch ${String(row.batch).padStart(4)}  ${row.error ? `failed: ${row.error}` : `${row.msPerStep.toFixed(0).padStart(7)} ms/step  ${row.samplesPerSecond.toFixed(1).padStart(8)} samples/s  (upload ${ms(row.uploadMs)} + record ${ms(row.recordMs)} + wait ${ms(row.waitMs)} ms; ${row.dispatchesPerStep} dispatches, ${row.submitsPerStep} submits)`}  (${row.note})`);
+  if (row.attention) console.log(`  attention: ${row.attention}`);
+  if (row.rowAttention) console.log(`  with per-row attention kernels instead: ${row.rowAttention.msPerStep.toFixed(1)} ms/step, ${row.rowAttention.samplesPerSecond.toFixed(1)} samples/s (upload ${row.rowAttention.uploadMs.toFixed(1)} + record ${row.rowAttention.recordMs.toFixed(1)} + wait ${row.rowAttention.waitMs.toFixed(1)} ms)`);
+  if (row.profile) printProfile(row, row.profile);
 }
+const rowKernels = rowKernelMode(engine);
 engine.destroy();
-mkdirSync(join(import.meta.dirname, 'out'), { recursive: true });
-const file = join(import.meta.dirname, 'out', `train-${gpu.backend}.json`);
-writeFileSync(file, `${JSON.stringify({ device, steps, rows }, null, 2)}\n`);
+mkdirSync(values.out!, { recursive: true });
+const file = join(values.out!, `train-${gpu.backend}${values.tag ? `-${values.tag}` : ''}.json`);
+writeFileSync(file, `${JSON.stringify({ device, steps, rowKernels, tuning, attention: values.attention, tiny: values.tiny, rows }, null, 2)}\n`);
 console.log(`wrote ${file}`);
+process.exit(rows.some((r) => r.error) ? 1 : 0);
+
+/**
+ * Weights that cost nothing to make (--quick-init): N(0, 0.02) values from one 1M-entry table, gains 1, biases 0,
+ * logit scale ln(1/0.07). Drawing ViT-B/32's 151M open_clip-initialised values in JS takes half a minute; a step's
+ * speed does not depend on them.
+ */
+function quickState(cfg: ClipConfig): StateDict {
+  const rng = new Rng(7);
+  const table = Float32Array.from({ length: 1 << 20 }, () => rng.normal() * 0.02);
+  const state: StateDict = new Map();
+  for (const spec of clipParamSpecs(cfg)) {
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    const data = new Float32Array(n);
+    if (spec.name === 'logit_scale') data.fill(Math.log(1 / 0.07));
+    else if (/(^|\.)ln_[^.]*\.weight$/.test(spec.name)) data.fill(1);
+    else if (!spec.name.endsWith('bias')) for (let i = 0; i < n; i += table.length) data.set(table.subarray(0, Math.min(table.length, n - i)), i);
+    state.set(spec.name, { data, shape: spec.shape });
+  }
+  return state;
+}
+
+// ---------------------------------------------------------------- profile
+
+/** Kernel keys → a kind, for the summary. */
+function family(key: string): string {
+  if (key.startsWith('matmul-splitk')) return 'matmul split-K reduce';
+  if (key.startsWith('matmul')) return 'matmul';
+  if (key.startsWith('attentionBackward')) return 'attention backward';
+  if (key.startsWith('attention')) return 'attention';
+  if (key.startsWith('layernormBackward') || key.startsWith('colsum-layernorm')) return 'layernorm backward';
+  if (key.startsWith('layernorm')) return 'layernorm';
+  if (key.startsWith('gelu')) return key.startsWith('geluBackward') ? 'gelu backward' : 'gelu';
+  if (key.startsWith('adamw')) return 'adamw';
+  if (key.startsWith('colsum') || key.startsWith('sumRows')) return 'bias gradients (column sums)';
+  if (key === 'add' || key.startsWith('addInto') || key === 'scale' || key === 'fill') return 'elementwise add/scale';
+  return key.replace(/-.*$/, '');
+}
+
+function group(entries: { kernel: string; ms: number; calls?: number }[], by: (k: string) => string): KernelTime[] {
+  const m = new Map<string, KernelTime>();
+  for (const e of entries) {
+    const k = by(e.kernel);
+    const g = m.get(k) ?? { kernel: k, calls: 0, ms: 0 };
+    g.calls += e.calls ?? 1;
+    g.ms += e.ms;
+    m.set(k, g);
+  }
+  return [...m.values()].sort((a, b) => b.ms - a.ms);
+}
+
+async function profileStep(model: ClipModel<Tensor>, cfg: ClipConfig, data: { images: Float32Array; ids: Int32Array }, stepNumber: number): Promise<Profile> {
+  const useTimestamps = method === 'timestamps' || (method === 'auto' && engine.info.timestampQuery);
+  if (useTimestamps && !engine.info.timestampQuery) throw new Error('--profile-method timestamps: this adapter has no timestamp-query');
+  be.beginScope();
+  try {
+    const batch = clipBatch(be, cfg, data.images, data.ids);
+    if (useTimestamps) {
+      engine.startProfile();
+      await be.read(model.step(batch, opt, stepNumber));
+      const times = (await engine.stopProfile())!;
+      const kernels = group(times, (k) => k);
+      return { method: 'timestamps', kernelMs: times.reduce((a, t) => a + t.ms, 0), dispatches: times.length, kernels, families: group(kernels, family) };
+    }
+    // Replay: capture the step's dispatches (their buffers stay allocated: pooled, and the step's scope is still
+    // open, so index tensors keep their contents), then time each kernel's dispatches on their own.
+    const captured: { kernel: Kernel; buffers: Tensor[]; params: number[]; workgroups: [number, number?, number?] }[] = [];
+    engine.onDispatch = (kernel, buffers, params, workgroups) => {
+      captured.push({ kernel, buffers: buffers.map((t) => new Tensor(engine, t.buffer, t.shape, t.dtype)), params: [...params], workgroups: [...workgroups] as [number, number?, number?] });
+    };
+    try {
+      await be.read(model.step(batch, opt, stepNumber));
+    } finally {
+      engine.onDispatch = undefined;
+    }
+    const byKernel = new Map<string, typeof captured>();
+    for (const d of captured) byKernel.set(d.kernel.key, [...(byKernel.get(d.kernel.key) ?? []), d]);
+    const wall = async (f: () => void) => {
+      await engine.sync();
+      const t0 = performance.now();
+      f();
+      await engine.sync();
+      return performance.now() - t0;
+    };
+    const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1]!;
+    const idle = median([await wall(() => {}), await wall(() => {}), await wall(() => {})]);
+    const kernels: KernelTime[] = [];
+    for (const [kernel, list] of byKernel) {
+      const runs: number[] = [];
+      for (let r = 0; r < 3; r++) runs.push(await wall(() => list.forEach((d) => engine.dispatch(d.kernel, d.buffers, d.params, d.workgroups))));
+      kernels.push({ kernel, calls: list.length, ms: Math.max(0, median(runs) - idle) });
+    }
+    kernels.sort((a, b) => b.ms - a.ms);
+    return { method: 'replay', kernelMs: kernels.reduce((a, k) => a + k.ms, 0), dispatches: captured.length, kernels, families: group(kernels, family) };
+  } finally {
+    be.endScope();
+  }
+}
+
+function printProfile(row: Row, p: Profile): void {
+  const line = (k: KernelTime) => `  ${k.kernel.slice(0, 64).padEnd(64)} ${String(k.calls).padStart(6)} ${k.ms.toFixed(3).padStart(10)} ${((100 * k.ms) / p.kernelMs).toFixed(1).padStart(6)}% ${((100 * k.ms) / row.msPerStep).toFixed(1).padStart(6)}%`;
+  console.log(`  profile (${p.method}): ${p.dispatches} dispatches, kernels ${p.kernelMs.toFixed(1)} ms of a ${row.msPerStep.toFixed(1)} ms step`);
+  console.log(`  ${'kind'.padEnd(64)} ${'calls'.padStart(6)} ${'ms'.padStart(10)} ${'kern'.padStart(7)} ${'step'.padStart(7)}`);
+  for (const f of p.families) console.log(line(f));
+  console.log(`  ${'kernel (top 25)'.padEnd(64)}`);
+  for (const k of p.kernels.slice(0, 25)) console.log(line(k));
+}

@@ -75,8 +75,9 @@ async function open(backend: Exclude<DawnBackend, 'auto'>, onLost: (info: GPUDev
   let savedIcd: string | undefined;
   switch (backend) {
     case 'vulkan':
-      // allow_unsafe_apis exposes chromium-experimental-subgroup-matrix where the driver has it.
-      flags = ['backend=vulkan', 'enable-dawn-features=allow_unsafe_apis'];
+      // allow_unsafe_apis exposes chromium-experimental-subgroup-matrix where the driver has it. Timestamp
+      // quantization (a browser's defence against timing attacks) would round kernel times to ~65 µs.
+      flags = ['backend=vulkan', 'enable-dawn-features=allow_unsafe_apis', 'disable-dawn-features=timestamp_quantization'];
       hint = 'needs a Vulkan driver and libvulkan1 (+ glvnd); point VK_DRIVER_FILES at its ICD json';
       break;
     case 'swiftshader': {
@@ -85,7 +86,7 @@ async function open(backend: Exclude<DawnBackend, 'auto'>, onLost: (info: GPUDev
       if (!icd) throw new NoAdapterError(`no SwiftShader ICD: install Debian's chromium (it ships ${SWIFTSHADER_ICDS[0]}) or set VK_ICD_FILENAMES`);
       // The Vulkan loader reads this when Dawn creates its instance, i.e. inside create()/requestAdapter().
       process.env.VK_ICD_FILENAMES = icd;
-      flags = ['backend=vulkan', 'enable-dawn-features=allow_unsafe_apis'];
+      flags = ['backend=vulkan', 'enable-dawn-features=allow_unsafe_apis', 'disable-dawn-features=timestamp_quantization'];
       hint = `SwiftShader ICD ${icd}`;
       break;
     }

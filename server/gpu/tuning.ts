@@ -4,7 +4,8 @@
  * read by anything that opens an Engine on the same machine. The format is src/core/gpu/tuning.ts's TuningFile.
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { describeGpu } from '../../src/core/gpu/device.ts';
 import type { Engine } from '../../src/core/gpu/engine.ts';
 import { setMatmulTuning } from '../../src/core/gpu/kernels/matmul.ts';
@@ -37,4 +38,22 @@ export function saveTuning(engine: Engine, dir: string, tuning: MatmulTuning): s
   writeFileSync(`${path}.tmp`, JSON.stringify(next, null, 2) + '\n');
   renameSync(`${path}.tmp`, path);
   return path;
+}
+
+/**
+ * Where training looks for a stored tuning, first match wins: $DCW_GPU_TUNING_DIR, the user cache
+ * ($XDG_CACHE_HOME/dcw or ~/.cache/dcw), and this checkout's bench/out (where `npm run bench:gpu` stores it).
+ */
+export function tuningDirs(env: NodeJS.ProcessEnv = process.env): string[] {
+  const dirs: string[] = [];
+  if (env.DCW_GPU_TUNING_DIR) dirs.push(resolve(env.DCW_GPU_TUNING_DIR));
+  dirs.push(join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'dcw'));
+  dirs.push(resolve(import.meta.dirname, '../../bench/out'));
+  return dirs;
+}
+
+/** Applies the first stored tuning for this engine's adapter found in `dirs`; returns the file it came from. */
+export function loadStoredTuning(engine: Engine, dirs: readonly string[] = tuningDirs()): string | undefined {
+  for (const dir of dirs) if (loadTuning(engine, dir)) return join(dir, TUNING_FILE);
+  return undefined;
 }

@@ -16,6 +16,7 @@ import { ResumeError, trainClip, type TrainProgress } from '../../src/core/train
 import { runPlan, scaleConfig, type ScaleConfig } from '../../src/core/train/scales.ts';
 import { UserError } from '../cli/errors.ts';
 import { openDawn, type DawnBackend } from '../gpu/dawn.ts';
+import { loadStoredTuning } from '../gpu/tuning.ts';
 import { SharpImageCodec } from '../io/image-codec.ts';
 import { writeFileAtomic } from '../io/streams.ts';
 import { FileCheckpointStore, findResume, loadResume, writeInfo, type TrainInfo } from './checkpoints.ts';
@@ -62,7 +63,7 @@ export function checkScale(name: string): ScaleConfig {
 }
 
 /** A Dawn device as a training backend; close() when done. */
-export async function openTrainingBackend(gpu: DawnBackend = 'auto'): Promise<{ backend: GpuBackend; engine: Engine; device: string; close(): void }> {
+export async function openTrainingBackend(gpu: DawnBackend = 'auto'): Promise<{ backend: GpuBackend; engine: Engine; device: string; tuning?: string; close(): void }> {
   let handle;
   try {
     handle = await openDawn({ backend: gpu });
@@ -70,7 +71,9 @@ export async function openTrainingBackend(gpu: DawnBackend = 'auto'): Promise<{ 
     throw new UserError(`no WebGPU device: ${(err as Error).message}`);
   }
   const engine = new Engine(handle);
-  return { backend: new GpuBackend(engine), engine, device: `${handle.backend}: ${describeGpu(handle.info)}`, close: () => engine.destroy() };
+  // The matmul tuning bench:gpu measured on this adapter, if stored (else the built-in default).
+  const tuning = loadStoredTuning(engine);
+  return { backend: new GpuBackend(engine), engine, device: `${handle.backend}: ${describeGpu(handle.info)}`, tuning, close: () => engine.destroy() };
 }
 
 export async function runTraining(o: NodeTrainOptions): Promise<NodeTrainResult> {
@@ -104,6 +107,7 @@ export async function runTraining(o: NodeTrainOptions): Promise<NodeTrainResult>
 
   const device = await openTrainingBackend(o.gpu);
   log(`train ${scale.name}: ${cfg.name}, ${plan.totalSteps} steps of ${scale.batchSize} (${plan.samplesSeen} samples seen) on ${device.device}`);
+  if (device.tuning) log(`matmul tuning: ${device.tuning}`);
   if (resume) log(`resuming from ${resumePath} (step ${resume.state.step} of ${plan.totalSteps})`);
   const started = performance.now();
   try {

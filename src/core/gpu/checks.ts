@@ -5,6 +5,7 @@
  */
 import type { Engine } from './engine.ts';
 import { matmul, tiledConfigError, TILED_DEFAULT, type MatmulConfig } from './kernels/matmul.ts';
+import { setTiledAttentionMemory, tiledAttentionPlan } from './kernels/attention.ts';
 import * as ops from './kernels/ops.ts';
 import * as ref from './reference.ts';
 import { matmulRef } from './reference.ts';
@@ -185,16 +186,34 @@ async function checkOpsNow(engine: Engine, seed: number): Promise<CheckResult[]>
       { B: 1, T: 77, H: 2, D: 16, causal: true },
       { B: 1, T: 131, H: 1, D: 67, causal: false },
       { B: 2, T: 150, H: 1, D: 3, causal: true },
+      // CLIP's shapes (image 50 tokens, text 77, heads of 64) and the longest tiled row.
+      { B: 2, T: 50, H: 2, D: 64, causal: false },
+      { B: 1, T: 50, H: 3, D: 64, causal: true },
+      { B: 2, T: 77, H: 2, D: 64, causal: true },
+      { B: 1, T: 77, H: 2, D: 64, causal: false },
+      { B: 1, T: 128, H: 1, D: 128, causal: true },
     ]) {
       const C = s.H * s.D;
       const qkv = rand(s.B * s.T * 3 * C);
       const dout = rand(s.B * s.T * C);
       const r = ref.attentionRef(qkv, s);
-      const g = ops.attention(engine, engine.tensor(qkv), s);
-      const name = `attention B${s.B} T${s.T} H${s.H} D${s.D}${s.causal ? ' causal' : ''}`;
-      out.push(compare(name, await read(g.out), r.out));
-      out.push(compare(`${name} probs`, await read(g.probs), r.probs));
-      out.push(compare(`${name} backward`, await read(ops.attentionBackward(engine, engine.tensor(dout), engine.tensor(qkv), g.probs, s)), ref.attentionBackwardRef(dout, qkv, r.probs, s)));
+      const rb = ref.attentionBackwardRef(dout, qkv, r.probs, s);
+      // Tiled kernels: also with tiles planned for core WebGPU's 16 KiB of workgroup memory (smaller query
+      // blocks, keys staged in several chunks).
+      const tiled = ops.attentionKernels(engine, s) === 'tiled';
+      for (const memory of tiled ? [undefined, 16384] : [undefined]) {
+        setTiledAttentionMemory(engine, memory);
+        try {
+          const g = ops.attention(engine, engine.tensor(qkv), s);
+          const plan = tiled ? tiledAttentionPlan(engine, s.T, s.D)! : undefined;
+          const name = `attention B${s.B} T${s.T} H${s.H} D${s.D}${s.causal ? ' causal' : ''}${plan ? ` tiled q${plan.BQ} k${plan.KC} c${plan.QC}` : ''}`;
+          out.push(compare(name, await read(g.out), r.out));
+          out.push(compare(`${name} probs`, await read(g.probs), r.probs));
+          out.push(compare(`${name} backward`, await read(ops.attentionBackward(engine, engine.tensor(dout), engine.tensor(qkv), g.probs, s)), rb));
+        } finally {
+          setTiledAttentionMemory(engine, undefined);
+        }
+      }
     }
     // embeddings
     {

@@ -101,6 +101,8 @@ export interface EngineStats {
 const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x4 /* COPY_SRC */ | 0x8; /* COPY_DST */
 const UNIFORM_CHUNK = 65536;
 const MAX_CACHED_BIND_GROUPS = 8192;
+/** Queries per profiling query set (WebGPU's largest). */
+const PROFILE_SET = 4096;
 
 interface CompiledKernel {
   pipeline: GPUComputePipeline;
@@ -175,6 +177,10 @@ export class Engine {
   maxDispatchesPerSubmit = 2048;
   private timer: { querySet: GPUQuerySet; resolve: GPUBuffer; used: number; capacity: number; overflow: boolean } | undefined;
   private timing = false;
+  /** Per-dispatch GPU timing (startProfile): one compute pass per dispatch, timestamps in 4096-query sets. */
+  private profile: { sets: GPUQuerySet[]; used: number; kernels: string[] } | undefined;
+  /** Sees every recorded dispatch (profilers that replay a step's kernels; undefined in normal use). */
+  onDispatch: ((kernel: Kernel, buffers: readonly Tensor[], params: readonly number[], workgroups: readonly [number, number?, number?]) => void) | undefined;
 
   constructor(readonly handle: GpuHandle) {
     this.device = handle.device;
@@ -377,6 +383,7 @@ export class Engine {
       bindGroup = this.device.createBindGroup({ layout: c.pipeline.getBindGroupLayout(0), entries });
       this.stats.bindGroupsCreated++;
     }
+    this.onDispatch?.(kernel, buffers, params, workgroups);
     const pass = this.computePass();
     if (this.passPipeline !== c.pipeline) {
       pass.setPipeline(c.pipeline);
@@ -386,6 +393,10 @@ export class Engine {
     else pass.setBindGroup(0, bindGroup);
     pass.dispatchWorkgroups(x, y, z);
     this.stats.dispatches++;
+    if (this.profile) {
+      this.profile.kernels.push(kernel.key);
+      this.endPass();
+    }
     if (++this.pendingDispatches >= this.maxDispatchesPerSubmit) this.flush();
   }
 
@@ -452,6 +463,42 @@ export class Engine {
     return Number(ns) / 1e6;
   }
 
+  /**
+   * Per-dispatch GPU time from here to stopProfile(): each dispatch gets its own compute pass with timestamp
+   * writes (which adds a little GPU time per dispatch, so use it to see where time goes, not for totals).
+   * False without 'timestamp-query'. Copies and clears are not timed.
+   */
+  startProfile(): boolean {
+    if (!this.info.timestampQuery) return false;
+    this.endPass();
+    this.profile = { sets: [], used: 0, kernels: [] };
+    return true;
+  }
+
+  /** The kernel key and GPU milliseconds of every dispatch since startProfile(), in recording order. */
+  async stopProfile(): Promise<{ kernel: string; ms: number }[] | undefined> {
+    const p = this.profile;
+    if (!p) return undefined;
+    this.endPass();
+    this.profile = undefined;
+    if (p.used === 0) return [];
+    const bytes = p.used * 8;
+    const resolve = this.device.createBuffer({ size: p.sets.length * PROFILE_SET * 8, usage: 0x200 /* QUERY_RESOLVE */ | 0x4 /* COPY_SRC */ });
+    const staging = this.device.createBuffer({ size: bytes, usage: 0x1 /* MAP_READ */ | 0x8 /* COPY_DST */ });
+    const enc = this.commandEncoder();
+    p.sets.forEach((set, k) => enc.resolveQuerySet(set, 0, Math.min(PROFILE_SET, p.used - k * PROFILE_SET), resolve, k * PROFILE_SET * 8));
+    enc.copyBufferToBuffer(resolve, 0, staging, 0, bytes);
+    this.flush();
+    await staging.mapAsync(0x1);
+    const stamps = new BigInt64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    staging.destroy();
+    resolve.destroy();
+    for (const set of p.sets) set.destroy();
+    this.check();
+    return p.kernels.map((kernel, i) => ({ kernel, ms: Number(stamps[2 * i + 1]! - stamps[2 * i]!) / 1e6 }));
+  }
+
   /** Releases pooled buffers and destroys the device. */
   destroy(): void {
     this.bindGroups.clear();
@@ -478,6 +525,15 @@ export class Engine {
 
   private computePass(): GPUComputePassEncoder {
     if (this.pass) return this.pass;
+    const p = this.profile;
+    if (p) {
+      if (p.used === p.sets.length * PROFILE_SET) p.sets.push(this.device.createQuerySet({ type: 'timestamp', count: PROFILE_SET }));
+      const set = p.sets[p.sets.length - 1]!;
+      const at = p.used % PROFILE_SET;
+      p.used += 2;
+      this.pass = this.commandEncoder().beginComputePass({ timestampWrites: { querySet: set, beginningOfPassWriteIndex: at, endOfPassWriteIndex: at + 1 } });
+      return this.pass;
+    }
     const t = this.timing ? this.timer : undefined;
     if (t && t.used + 2 <= t.capacity) {
       this.pass = this.commandEncoder().beginComputePass({

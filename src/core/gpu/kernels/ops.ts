@@ -19,6 +19,7 @@
  */
 import { paramStruct, type Engine, type Kernel, type ParamLayout, type Tensor } from '../engine.ts';
 import { DEFAULT_GPU_TUNING } from '../tuning.ts';
+import { tiledAttention, tiledAttentionBackward, tiledAttentionPlan, type TiledAttentionPlan } from './attention.ts';
 import { getMatmulTuning } from './matmul.ts';
 
 const WG = 64;
@@ -492,14 +493,45 @@ export interface AttentionShape {
 }
 
 /**
- * softmax(q·kᵀ/√D [+ causal mask])·v per head, fused: one thread per (batch, head, query), which reads its
- * query row once and keeps the probabilities [B, H, T, T] for the backward pass.
+ * Which attention kernels run: 'tiled' (kernels/attention.ts: GPUs, T ≤ 128, D a multiple of 4), 'rows' (one
+ * workgroup per query row: GPUs, longer rows) or 'thread' (one thread per query row: CPU adapters).
+ */
+export type AttentionKernels = 'tiled' | 'rows' | 'thread';
+
+const attentionForced = new WeakMap<Engine, 'tiled' | 'rows'>();
+
+/** Forbids ('rows') or restores (undefined) the tiled attention kernels on this engine (benchmarks, tests). */
+export function setAttentionKernels(engine: Engine, kernels: 'rows' | undefined): void {
+  if (kernels) attentionForced.set(engine, kernels);
+  else attentionForced.delete(engine);
+}
+
+function attentionPlan(engine: Engine, s: AttentionShape): { kernels: AttentionKernels; plan?: TiledAttentionPlan } {
+  if (rowKernelMode(engine) === 'thread') return { kernels: 'thread' };
+  const plan = attentionForced.get(engine) === 'rows' ? undefined : tiledAttentionPlan(engine, s.T, s.D);
+  if (plan) return { kernels: 'tiled', plan };
+  return { kernels: s.T <= MAX_SHARED_T ? 'rows' : 'thread' };
+}
+
+/** The attention kernels this engine runs at this shape. */
+export function attentionKernels(engine: Engine, s: AttentionShape): AttentionKernels {
+  return attentionPlan(engine, s).kernels;
+}
+
+/**
+ * softmax(q·kᵀ/√D [+ causal mask])·v per head, fused, keeping the probabilities [B, H, T, T] for the backward
+ * pass: tiled per block of queries on GPUs (attention.ts), else one workgroup or one thread per query row.
  */
 export function attention(engine: Engine, qkv: Tensor, s: AttentionShape): { out: Tensor; probs: Tensor } {
   const C = s.H * s.D;
   check(qkv, s.B * s.T * 3 * C, 'attention qkv');
   const out = engine.empty([s.B, s.T, C]);
   const probs = engine.empty([s.B, s.H, s.T, s.T]);
+  const chosen = attentionPlan(engine, s);
+  if (chosen.plan) {
+    tiledAttention(engine, chosen.plan, qkv, out, probs, s);
+    return { out, probs };
+  }
   const mode = rowKernelMode(engine);
   if (mode !== 'thread' && s.T <= MAX_SHARED_T) {
     // One workgroup per (batch, head, query): threads over keys for the scores, over d for P·v; the row's
@@ -578,6 +610,11 @@ export function attention(engine: Engine, qkv: Tensor, s: AttentionShape): { out
 export function attentionBackward(engine: Engine, dout: Tensor, qkv: Tensor, probs: Tensor, s: AttentionShape): Tensor {
   const C = s.H * s.D;
   const dqkv = engine.empty(qkv.shape);
+  const chosen = attentionPlan(engine, s);
+  if (chosen.plan) {
+    tiledAttentionBackward(engine, chosen.plan, dout, qkv, probs, dqkv, s);
+    return dqkv;
+  }
   const dscores = engine.empty(probs.shape);
   const params: ParamLayout = [['T', 'u32'], ['H', 'u32'], ['D', 'u32'], ['scale', 'f32']];
   const values = [s.T, s.H, s.D, 1 / Math.sqrt(s.D)];

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Training speed on a bare NVIDIA machine (e.g. a lent H100) that has the driver but no Node.js and no Vulkan loader:
+#  1) the reference checks of every non-matmul kernel in every row-kernel form (the tiled attention included);
+#  2) bench:train for ViT-B/32 at batch 256 and gpu-small at 512: phases per step (upload, record, wait), the same
+#     steps with the per-row attention kernels beside, and a per-kernel GPU profile of one step (timestamp queries).
+# Carry what prepare-carry.sh packs (.dev: node, dawn.node, the bundled bench scripts) and .gl/*.deb (the Vulkan
+# loader and glvnd, as for gpu-h100.sh). Writes train-h100.log, gpu-check-<backend>-ops.json and
+# train-<backend>.json to $OUT (default bench/out). Budget: under 4 minutes (limits 60 + 120 (+ 60) s; about 1–2 minutes expected on an H100).
+#
+# A CPU test of this script (tiny shapes, no Vulkan setup; minutes on 2 cores):
+#   bash bench/device/prepare-carry.sh && BACKEND=swiftshader TINY=1 OUT=/tmp/train-h100 bash bench/device/train-h100.sh
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-bench/out}
+BACKEND=${BACKEND:-vulkan}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/train-h100.log") 2>&1
+started=$(date +%s)
+
+if [ "$BACKEND" = vulkan ]; then
+  if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
+    if ls .gl/*.deb >/dev/null 2>&1; then
+      for f in .gl/*.deb; do dpkg -x "$f" /; done
+      ldconfig
+    else
+      echo "no libvulkan.so.1 and no .gl/*.deb to unpack: carry the Vulkan loader .debs in .gl/" >&2
+      exit 1
+    fi
+  fi
+  export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
+  if [ -f /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json ]; then
+    export __EGL_VENDOR_LIBRARY_FILENAMES=${__EGL_VENDOR_LIBRARY_FILENAMES:-/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json}
+  fi
+fi
+# prepare-carry.sh ships node and dawn.node xz-compressed; python3 (always there) unpacks them. (A local test sets
+# NODE to the machine's node; prepare-carry.sh deletes the unpacked copies before the next carry.)
+unxz_py() { python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; }
+if [ -z "${NODE:-}" ]; then
+  [ -f .dev/node.xz ] && [ ! -x .dev/node ] && unxz_py .dev/node.xz .dev/node && chmod +x .dev/node
+  NODE=.dev/node
+fi
+dawn=.dev/node_modules/webgpu/dist/linux-x64/dawn.node
+[ -f "$dawn.xz" ] && [ ! -f "$dawn" ] && unxz_py "$dawn.xz" "$dawn"
+if ! "$NODE" --version >/dev/null 2>&1; then echo "no runnable node at $NODE (set NODE=…)" >&2; exit 1; fi
+
+echo "== $(date -u +%FT%TZ) $(uname -m) node $("$NODE" --version) backend $BACKEND${TINY:+ (tiny shapes)}"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>/dev/null || echo "(no nvidia-smi)"
+# Bundled scripts (prepare-carry.sh) need no tsx; a full node_modules can run the sources instead.
+ts_cmd() { if [ -f ".dev/$1.mjs" ]; then echo "$NODE .dev/$1.mjs"; else echo "$NODE --import tsx bench/$1.ts"; fi; }
+
+# 1) Every non-matmul kernel against the float64 reference, in each row-kernel form (thread / workgroup / subgroup),
+#    with the tiled attention at CLIP's shapes (T 50 and 77, heads of 64, causal and not) and with 16 KiB tiles.
+# (~20 s on an H100, most of it pipeline compilation; minutes on SwiftShader, hence the longer TINY limit.)
+limit=${CHECK_TIMEOUT:-60}
+[ -n "${TINY:-}" ] && limit=${CHECK_TIMEOUT:-900}
+timeout "$limit" $(ts_cmd gpu-check) --backend "$BACKEND" --out "$OUT" --only ops
+check=$?
+echo "== reference checks exit $check ($(( $(date +%s) - started )) s)"
+
+# 2) Training steps. --quick-init: ViT-B/32's 151M open_clip-initialised weights take ~30 s to draw in JS and do
+#    not change the speed. TINY: one-layer models at batch 2 with the GPU row-kernel forms, to test this script.
+nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv 2>/dev/null || true
+if [ -n "${TINY:-}" ]; then size=(--tiny --row-kernels workgroup --steps 1); else size=(--vit-batch 256 --steps 5); fi
+timeout 120 $(ts_cmd train) --gpu "$BACKEND" --only ViT-B-32,gpu-small "${size[@]}" --profile --compare-attention --quick-init --out "$OUT"
+train=$?
+echo "== bench:train exit $train ($(( $(date +%s) - started )) s)"
+if [ "$train" -ne 0 ]; then
+  # Insurance for a first run on new kernels: the same measurement with the per-row attention kernels.
+  timeout 60 $(ts_cmd train) --gpu "$BACKEND" --only ViT-B-32,gpu-small "${size[@]}" --profile --quick-init --attention rows --tag rows --out "$OUT"
+  echo "== bench:train --attention rows exit $? ($(( $(date +%s) - started )) s)"
+fi
+ls -la "$OUT"
+exit $(( check != 0 ? check : train ))
