@@ -11,6 +11,7 @@ import { DEFAULT_MAX_HAMMING, DEFAULT_MAX_MAD } from '../../../src/core/pool/con
 import { buildPool, DEFAULT_CACHE } from '../../pool/build.ts';
 import { checkContamination } from '../../pool/contamination.ts';
 import { formatReport, scorePoolDir } from '../../pool/score.ts';
+import { writePoolTargets } from '../../pool/targets.ts';
 import type { DawnBackend } from '../../gpu/dawn.ts';
 import { UserError } from '../errors.ts';
 import { createProgress, formatCount, formatDuration, type Progress } from '../progress.ts';
@@ -74,6 +75,7 @@ export function registerPoolBuild(pool: Command): Command {
     });
   // `pool score` is registered with `pool build`, so main.ts wires the pool group with one call
   registerPoolScore(pool);
+  registerPoolTargets(pool);
   return build;
 }
 
@@ -171,5 +173,32 @@ Real pools come with their scores; this is for pools that have none (the embedde
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
       if (out.report) process.stdout.write(`\n${formatReport(out.report, r.trusted.rule)}`);
+    });
+}
+
+export function registerPoolTargets(pool: Command): Command {
+  return pool
+    .command('targets')
+    .description("image_based targets for a scored pool: the scorer's zero-shot classifier rows for every class of the suite's classification tasks")
+    .option('--pool <dir>', 'a pool scored by dcw pool score', 'data/pool')
+    .option('--eval <dir>', 'the evaluation suite whose class names to use', 'data/eval')
+    .option('--out <file>', 'where to write the targets (.npy float32 [classes, dim]; a .json beside it says what each row is)')
+    .option('--bpe <file>', bpeHelp)
+    .addOption(gpuOption())
+    .addHelpText('after', `
+DataComp's image_based keeps the pool's k-means clusters nearest to ImageNet-1k training images (OpenAI CLIP L/14
+features). A pool scored by its own scorer lives in another embedding space, so on the embedded pool the targets
+are the suite's class names instead (allowed by the rules), embedded by the scorer as its zero-shot classifier:
+  dcw pool score && dcw pool targets
+  dcw cluster --metadata_dir data/pool/metadata --num_clusters 400 --save_path data/pool/scorer/centroids.npy
+  dcw filter --name image_based --centroids data/pool/scorer/centroids.npy --image_targets data/pool/scorer/targets.npy \
+    --metadata_dir data/pool/metadata --save_path image_based.npy
+(400 clusters for 53k pairs keeps the official ratio of ~128 pool samples per centroid: 100,000 for 12.8M.)`)
+    .action(async (f: { pool: string; eval: string; out?: string; bpe?: string; gpu: DawnBackend }) => {
+      const tokenizer = await loadTokenizer(f.bpe);
+      const { file, targets } = await writePoolTargets({ pool: f.pool, evalDir: f.eval, tokenizer, gpu: f.gpu, out: f.out });
+      const tasks = [...new Set(targets.rows.map((r) => r.task))];
+      process.stdout.write(`wrote ${targets.rows.length} targets (${targets.dim}-d) from ${tasks.length} classification tasks (${tasks.join(', ')}) → ${file}` +
+        (targets.skipped.length ? `; left out: ${targets.skipped.map((s) => `${s.task} (${s.why})`).join(', ')}` : '') + '\n');
     });
 }
