@@ -28,6 +28,8 @@ export interface PoolTable {
   rows: number;
   uid: string[];
   text: string[];
+  /** The metadata `sha256` of each row's image bytes (null: none); absent when the parquet has no such column. */
+  sha256?: (string | null)[];
   numbers: Map<string, Float64Array>;
   columns: ColumnInfo[];
   /** For each row: which metadata file (index into `files`) and which row of it. */
@@ -52,6 +54,8 @@ export interface RowView {
   text: string;
   /** Values of the numeric columns, in `columns` order (null: no value). */
   values: (number | null)[];
+  /** Cosine similarity to the sample a "more like this" ranking started from (only while one is shown). */
+  similarity?: number | null;
 }
 
 export interface Histogram {
@@ -69,10 +73,13 @@ export interface Histogram {
   max: number;
 }
 
-/** The metadata columns read for the table: ids, captions and every numeric column, plus face_bboxes for a count. */
+/**
+ * The metadata columns read for the table: ids, captions and every numeric column, plus face_bboxes for a count
+ * and sha256 for exact duplicates.
+ */
 export function wantedColumns(schemaFields: readonly { name: string; typeId: Type }[]): string[] {
   return schemaFields
-    .filter((f) => f.name === 'uid' || f.name === 'text' || f.name === 'face_bboxes' || f.typeId === Type.Int || f.typeId === Type.Float)
+    .filter((f) => f.name === 'uid' || f.name === 'text' || f.name === 'face_bboxes' || f.name === 'sha256' || f.typeId === Type.Int || f.typeId === Type.Float)
     .map((f) => f.name);
 }
 
@@ -140,6 +147,8 @@ export function buildTable(parts: readonly { file: string; table: Table }[]): Po
   const numbers = new Map<string, Float64Array>(numericNames.map((n) => [n, new Float64Array(rows).fill(NaN)]));
   const faces = new Float64Array(rows).fill(NaN);
   let hasFaces = false;
+  const sha256: (string | null)[] = new Array(rows).fill(null);
+  let hasSha256 = false;
   let at = 0;
   parts.forEach((p, fileIndex) => {
     const n = p.table.numRows;
@@ -154,6 +163,14 @@ export function buildTable(parts: readonly { file: string; table: Table }[]): Po
     for (const name of numericNames) {
       const col = p.table.getChild(name);
       if (col) numbers.get(name)!.set(toFloat64(col), at);
+    }
+    const sha = p.table.getChild('sha256');
+    if (sha) {
+      hasSha256 = true;
+      for (let i = 0; i < n; i++) {
+        const v = sha.get(i) as string | null;
+        sha256[at + i] = v === null ? null : String(v);
+      }
     }
     const boxes = p.table.getChild('face_bboxes');
     if (boxes) {
@@ -184,7 +201,19 @@ export function buildTable(parts: readonly { file: string; table: Table }[]): Po
     { name: 'uid', kind: 'text', derived: false, min: 0, max: 0, nulls: 0, integer: false },
     { name: 'text', kind: 'text', derived: false, min: 0, max: 0, nulls: 0, integer: false },
   );
-  return { rows, uid, text, numbers, columns, fileOf, rowInFile, files: parts.map((p) => p.file) };
+  return { rows, uid, text, ...(hasSha256 ? { sha256 } : {}), numbers, columns, fileOf, rowInFile, files: parts.map((p) => p.file) };
+}
+
+/** Adds a derived numeric column (or replaces its values), e.g. each row's duplicate group size. */
+export function setDerivedColumn(table: PoolTable, name: string, values: Float64Array, description: string): ColumnInfo {
+  if (values.length !== table.rows) throw new Error(`${name}: ${values.length} values for ${table.rows} rows`);
+  const existing = table.columns.findIndex((c) => c.name === name);
+  if (existing >= 0 && !table.columns[existing]!.derived) throw new Error(`${name} is a metadata column`);
+  const info = describeColumn(name, values, true, description);
+  table.numbers.set(name, values);
+  if (existing >= 0) table.columns[existing] = info;
+  else table.columns.push(info);
+  return info;
 }
 
 const lowered = new WeakMap<PoolTable, string[]>();
@@ -290,8 +319,11 @@ export function histogram(table: PoolTable, column: string, query: TableQuery, b
   return { column, edges, all, selected, nulls, min: info.min, max: info.max };
 }
 
-/** The rows at positions [start, end) of `order`, with the numeric columns in `columns` order. */
-export function rowViews(table: PoolTable, order: Uint32Array, start: number, end: number): RowView[] {
+/**
+ * The rows at positions [start, end) of `order`, with the numeric columns in `columns` order (and each row's
+ * similarity, when a ranking's scores are given).
+ */
+export function rowViews(table: PoolTable, order: Uint32Array, start: number, end: number, similarity?: Float64Array): RowView[] {
   const numeric = table.columns.filter((c) => c.kind === 'number').map((c) => table.numbers.get(c.name)!);
   const out: RowView[] = [];
   for (let i = Math.max(0, start); i < Math.min(end, order.length); i++) {
@@ -301,6 +333,7 @@ export function rowViews(table: PoolTable, order: Uint32Array, start: number, en
       uid: table.uid[row]!,
       text: table.text[row]!,
       values: numeric.map((v) => (Number.isNaN(v[row]!) ? null : v[row]!)),
+      ...(similarity ? { similarity: Number.isNaN(similarity[row]!) ? null : similarity[row]! } : {}),
     });
   }
   return out;

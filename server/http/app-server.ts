@@ -103,7 +103,8 @@ export function poolListing(poolDir: string): { metadata: PoolListingEntry[]; sh
   return {
     metadata: files('metadata', /\.parquet$/),
     shards,
-    extras: [...files('shards', /^\d{8,}_stats\.json$/), ...files('ground_truth', /\.parquet$/)],
+    // the npz beside each metadata parquet (scores' embeddings, when the pool has them) feeds Inspect's "more like this"
+    extras: [...files('shards', /^\d{8,}_stats\.json$/), ...files('ground_truth', /\.parquet$/), ...files('metadata', /\.npz$/)],
   };
 }
 

@@ -436,8 +436,8 @@ export interface HttpPoolSourceOptions {
 /**
  * A pool behind HTTP in CommonPool's layout. Files are discovered from the directory indexes of
  * `metadata/` and `shards/` (the official layout has no manifest; its metadata stems are random hex),
- * shard sizes from HEAD, sample counts from each shard's `{:08d}_stats.json`; or all of it from one JSON
- * listing when the server offers one.
+ * shard sizes from HEAD, sample counts from each shard's `{:08d}_stats.json`, and a parquet's same-stem
+ * `.npz` (its embeddings) as an extra; or all of it from one JSON listing when the server offers one.
  */
 export class HttpPoolSource implements PoolSource {
   readonly id: string;
@@ -472,7 +472,8 @@ export class HttpPoolSource implements PoolSource {
       }
       return checkListing(json, this.options.listingUrl);
     }
-    const metadataNames = (await this.directory('metadata/', signal)).filter((n) => n.endsWith('.parquet'));
+    const metadataDir = await this.directory('metadata/', signal);
+    const metadataNames = metadataDir.filter((n) => n.endsWith('.parquet'));
     if (!metadataNames.length) {
       throw new FormatError(this.url('metadata/'), 'no .parquet files listed: the server must offer a directory index of metadata/ (or a JSON listing)');
     }
@@ -487,7 +488,10 @@ export class HttpPoolSource implements PoolSource {
       return { path, shard: shardNumber(path)!, bytes, samples };
     });
     shards.sort((a, b) => a.shard - b.shard);
-    return { metadata, shards, extras: [] };
+    // A parquet's embeddings (`<stem>.npz`, CommonPool's --download_npz) come along as a side file.
+    const npzNames = metadataDir.filter((n) => n.endsWith('.npz') && metadataNames.includes(`${n.slice(0, -4)}.parquet`));
+    const extras = await mapLimit(npzNames, limit, async (n) => ({ path: `metadata/${n}`, bytes: await this.size(`metadata/${n}`, signal) }));
+    return { metadata, shards, extras };
   }
 
   /** File names in a directory index, or throws when the server gives none. */
