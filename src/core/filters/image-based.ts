@@ -48,10 +48,8 @@ export const ASSET_SHA256: Readonly<Record<string, string>> = {
   'xlarge_centroids_l14.pt': '3f62e5f8ae3a715ce84e422846fcfce1536d184455ea234790c4a6465c4c6726',
 };
 
-/** The npz of a metadata parquet, as apply_filter.py pairs them: the path up to the first ".parquet", then ".npz". */
-export function npzPathFor(parquetPath: string): string {
-  return `${parquetPath.split('.parquet')[0]}.npz`;
-}
+export { npzPathFor } from '../pool/embeddings.ts';
+import { npzPathFor } from '../pool/embeddings.ts';
 
 // ---------------------------------------------------------------- feature files (.pt or .npy)
 

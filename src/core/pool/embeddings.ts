@@ -11,9 +11,9 @@ import { normalizeRows } from '../filters/dedup.ts';
 export const EMBEDDING_KEYS = ['b32_img', 'b32_txt', 'l14_img', 'l14_txt'] as const;
 export type EmbeddingKey = (typeof EMBEDDING_KEYS)[number];
 
-/** The npz that goes with a metadata parquet: same folder, same stem. */
+/** The npz of a metadata parquet, as apply_filter.py pairs them: the path up to the first ".parquet", then ".npz". */
 export function npzPathFor(metadataPath: string): string {
-  return metadataPath.replace(/\.parquet$/, '') + '.npz';
+  return `${metadataPath.split('.parquet')[0]}.npz`;
 }
 
 /**
