@@ -62,7 +62,7 @@ function findAsset(names: readonly string[], flag: string, command: string): str
   throw new UserError(`${command}: ${names[0]} not found in ${assetDirs().join(' or ')}: give ${flag} or set DCW_ASSETS to a folder holding it (official file: ${ASSET_URL}${names[0]})`);
 }
 
-async function readMatrix(path: string, command: string, key?: string): Promise<Embeddings> {
+export async function readMatrix(path: string, command: string, key?: string): Promise<Embeddings> {
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(await readFile(path));

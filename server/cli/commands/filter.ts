@@ -18,7 +18,7 @@ import { parallelRunner } from '../../filters/parallel.ts';
 import { listMetadataFiles, poolIdentity } from '../../filters/metadata-dir.ts';
 import { writeFileAtomic } from '../../io/streams.ts';
 import { createProgress } from '../progress.ts';
-import { loadImageBasedAssets, npzEmbeddings, openEngine } from './cluster.ts';
+import { loadImageBasedAssets, npzEmbeddings, openEngine, readMatrix } from './cluster.ts';
 import { UserError } from '../errors.ts';
 
 const SCALES = ['small', 'medium', 'large', 'xlarge'];
@@ -131,11 +131,18 @@ scripts keep them). \`dcw cluster\` computes centroids for any pool.`)
           const pool = await poolIdentity(listing.files);
           let run;
           try {
-            const engine = imageAssets ? await openEngine('filter') : undefined;
+            // dedup by embedding and balancing over clusters read the npz beside each parquet; clusters also need the GPU
+            const rules = Object.values(recipe.subsets);
+            const usesEmbeddings = rules.some((r) => ('dedup' in r && r.dedup === 'embedding') || ('balance' in r && r.balance === 'clusters'));
+            const usesClusters = rules.some((r) => 'balance' in r && r.balance === 'clusters');
+            const engine = imageAssets || usesClusters ? await openEngine('filter') : undefined;
             const imageBased = imageAssets && engine ? { ...imageAssets, engine, embeddings: npzEmbeddings(), batchSize: f.batch_size } : undefined;
+            const curate = usesEmbeddings
+              ? { engine, embeddings: npzEmbeddings(), readFile: (path: string) => readMatrix(resolve(dirname(f.recipe!), path), 'filter') }
+              : undefined;
             try {
               run = await runRecipe(listing.files, recipe, {
-                detector, textBased, imageBased, onProgress, pool, runner, file: f.recipe!,
+                detector, textBased, imageBased, onProgress, pool, runner, file: f.recipe!, curate,
                 loadSubset: (path) => readSubsetFile(resolve(dirname(f.recipe!), path)),
               });
             } finally {

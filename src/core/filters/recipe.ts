@@ -24,6 +24,13 @@
  * Rows with a null score never pass. Same recipe + same pool → same bytes: nothing depends on time or order.
  * subset: a uid .npy made elsewhere (a path the caller resolves; `dcw filter` reads it relative to the recipe
  * file), taken as it is (sorted if it is not) and recorded with its sha256, so the record names its input.
+ * dedup / balance (curate.ts): duplicate removal by sha256 or embedding cosine, and MetaCLIP-style balancing
+ * over k-means clusters or a numeric key, among all rows or those of an earlier subset (`"of"`), e.g.
+ *   "unique": {"dedup": "sha256", "of": "basic"},
+ *   "near":   {"dedup": "embedding", "threshold": 0.95},
+ *   "spread": {"balance": "clusters", "centroids": "centroids.npy", "max_per_group": 50, "seed": 0, "of": "unique"}
+ * repeat (top level): `"repeat": [{"subset": "best", "times": 2}]` writes each result uid that is in `best` twice,
+ * which the resharder turns into two copies (upsampling, paper A.1).
  */
 import type { Field } from 'apache-arrow';
 import { countDistinctSorted, decodeSubsetWords, isSortedWords, uidCount } from '../formats/uid.ts';
@@ -36,6 +43,8 @@ import type { KeepRunner } from './keep.ts';
 import { metadataSchema, scanMetadata, type MetadataFile } from './scan.ts';
 import { intersectSorted, subtractSorted, uniqueSorted, unionSorted } from './sets.ts';
 import { thresholdForFraction64 } from './threshold.ts';
+import { applyRepeats, runBalance, runDedup, type BalanceRule, type CurateInputs, type DedupRule } from './curate.ts';
+import { FormatError } from '../formats/errors.ts';
 import type { TextBasedAssets, TextBasedInfo } from './text-based.ts';
 import type { ImageBasedInputs } from './image-based.ts';
 
@@ -50,13 +59,16 @@ export type SubsetRule =
   | ({ baseline: BaselineSpec['name'] } & Omit<BaselineSpec, 'name'>)
   | { where: string }
   | { top: string; k?: number; fraction?: number; where?: string }
-  | { subset: string };
+  | { subset: string }
+  | DedupRule
+  | BalanceRule;
 
 export interface Recipe {
   recipe: 1;
   description?: string;
   subsets: Record<string, SubsetRule>;
   result: string;
+  repeat?: { subset: string; times: number }[];
 }
 
 const NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -71,8 +83,8 @@ export function parseRecipe(text: string, file: string): Recipe {
   }
   const obj = raw as Record<string, unknown>;
   if (!obj || typeof obj !== 'object' || Array.isArray(obj)) throw new RecipeError(file, 'a recipe is a JSON object');
-  const extra = Object.keys(obj).filter((k) => !['recipe', 'description', 'subsets', 'result'].includes(k));
-  if (extra.length) throw new RecipeError(file, `unknown key "${extra[0]}" (keys: recipe, description, subsets, result)`);
+  const extra = Object.keys(obj).filter((k) => !['recipe', 'description', 'subsets', 'result', 'repeat'].includes(k));
+  if (extra.length) throw new RecipeError(file, `unknown key "${extra[0]}" (keys: recipe, description, subsets, result, repeat)`);
   if (obj.recipe !== 1) throw new RecipeError(file, '"recipe" must be 1 (the format version)');
   if (!obj.subsets || typeof obj.subsets !== 'object' || Array.isArray(obj.subsets) || !Object.keys(obj.subsets).length) {
     throw new RecipeError(file, '"subsets" must be an object of named subset rules');
@@ -82,9 +94,12 @@ export function parseRecipe(text: string, file: string): Recipe {
     if (!NAME.test(name)) throw new RecipeError(file, `${at}: a subset name is letters, digits and _`);
     if (!rule || typeof rule !== 'object') throw new RecipeError(file, `${at}: must be an object`);
     const r = rule as Record<string, unknown>;
-    const kinds = ['baseline', 'where', 'top', 'subset'].filter((k) => k in r && !(k === 'where' && 'top' in r));
-    if (kinds.length !== 1) throw new RecipeError(file, `${at}: give exactly one of "baseline", "where", "top" or "subset"`);
-    const allowed = kinds[0] === 'baseline' ? ['baseline', 'arch', 'threshold', 'fraction'] : kinds[0] === 'where' ? ['where'] : kinds[0] === 'subset' ? ['subset'] : ['top', 'k', 'fraction', 'where'];
+    const kinds = ['baseline', 'where', 'top', 'subset', 'dedup', 'balance'].filter((k) => k in r && !(k === 'where' && 'top' in r));
+    if (kinds.length !== 1) throw new RecipeError(file, `${at}: give exactly one of "baseline", "where", "top", "subset", "dedup" or "balance"`);
+    const allowed = {
+      baseline: ['baseline', 'arch', 'threshold', 'fraction'], where: ['where'], subset: ['subset'], top: ['top', 'k', 'fraction', 'where'],
+      dedup: ['dedup', 'threshold', 'of'], balance: ['balance', 'max_per_group', 'seed', 'centroids', 'of'],
+    }[kinds[0] as 'baseline']!;
     const bad = Object.keys(r).find((k) => !allowed.includes(k));
     if (bad) throw new RecipeError(file, `${at}: unknown key "${bad}" (allowed: ${allowed.join(', ')})`);
     if (kinds[0] === 'baseline') {
@@ -98,6 +113,18 @@ export function parseRecipe(text: string, file: string): Recipe {
     }
     for (const key of ['where', 'top'] as const) if (key in r && typeof r[key] !== 'string') throw new RecipeError(file, `${at}.${key}: must be an expression string`);
     if ('subset' in r && (typeof r.subset !== 'string' || !r.subset)) throw new RecipeError(file, `${at}.subset: must be the path of a uid .npy file`);
+    if ('dedup' in r && r.dedup !== 'sha256' && r.dedup !== 'embedding') throw new RecipeError(file, `${at}.dedup: "sha256" (same image bytes) or "embedding" (cosine of the npz image embeddings)`);
+    if ('dedup' in r && 'threshold' in r && !(typeof r.threshold === 'number' && r.threshold > 0 && r.threshold <= 1)) throw new RecipeError(file, `${at}.threshold: a cosine in (0, 1]`);
+    if ('balance' in r) {
+      if (typeof r.balance !== 'string' || !r.balance) throw new RecipeError(file, `${at}.balance: "clusters" or a numeric expression giving each row's group`);
+      if (!(Number.isInteger(r.max_per_group) && (r.max_per_group as number) >= 1)) throw new RecipeError(file, `${at}.max_per_group: must be a positive integer`);
+      if ('seed' in r && !Number.isInteger(r.seed)) throw new RecipeError(file, `${at}.seed: must be an integer`);
+      if (r.balance === 'clusters' && typeof r.centroids !== 'string') throw new RecipeError(file, `${at}.centroids: balance "clusters" needs the path of a centroids .npy/.pt (dcw cluster writes one)`);
+    }
+    if ('of' in r) {
+      const earlier = Object.keys(obj.subsets as object);
+      if (typeof r.of !== 'string' || !earlier.slice(0, earlier.indexOf(name)).includes(r.of)) throw new RecipeError(file, `${at}.of: must name a subset defined before "${name}"`);
+    }
     if (kinds[0] === 'top') {
       if (('k' in r) === ('fraction' in r)) throw new RecipeError(file, `${at}: give exactly one of "k" and "fraction"`);
       if ('k' in r && !(Number.isInteger(r.k) && (r.k as number) >= 1)) throw new RecipeError(file, `${at}.k: must be a positive integer`);
@@ -106,6 +133,16 @@ export function parseRecipe(text: string, file: string): Recipe {
   }
   if (typeof obj.result !== 'string') throw new RecipeError(file, '"result" must be a set expression over the subset names, e.g. "a & b - c"');
   parseSetExpression(obj.result, Object.keys(obj.subsets as object), file);
+  if ('repeat' in obj) {
+    if (!Array.isArray(obj.repeat)) throw new RecipeError(file, '"repeat" must be a list of {"subset": name, "times": n}');
+    for (const [i, r] of (obj.repeat as unknown[]).entries()) {
+      const e = r as Record<string, unknown>;
+      if (!e || typeof e !== 'object' || typeof e.subset !== 'string' || !(e.subset in (obj.subsets as object))) throw new RecipeError(file, `repeat[${i}].subset: must name a subset of the recipe`);
+      if (!(Number.isInteger(e.times) && (e.times as number) >= 1 && (e.times as number) <= 1000)) throw new RecipeError(file, `repeat[${i}].times: a whole number from 1 to 1000`);
+      const bad = Object.keys(e).find((k) => k !== 'subset' && k !== 'times');
+      if (bad) throw new RecipeError(file, `repeat[${i}]: unknown key "${bad}" (subset, times)`);
+    }
+  }
   return obj as unknown as Recipe;
 }
 
@@ -148,7 +185,7 @@ export interface RecipeRecord {
   /** The WordNet and ImageNet-21k wnid list (sha256) that text_based subsets used; null when none is used. */
   text_based: TextBasedInfo | null;
   pool: unknown;
-  subsets: Record<string, { uids: number; distinct: number; rows_read: number; threshold?: number | null; sha256?: string }>;
+  subsets: Record<string, { uids: number; distinct: number; rows_read: number; threshold?: number | null; sha256?: string; groups?: number }>;
   result: { uids: number; distinct: number };
 }
 
@@ -172,6 +209,8 @@ export interface RecipeOptions {
   file?: string;
   /** Reads the bytes of a `subset` rule's file (its path as the recipe writes it); without it such rules are refused. */
   loadSubset?: (path: string) => Promise<Uint8Array>;
+  /** Embeddings, GPU and centroid files for dedup "embedding" and balance "clusters". */
+  curate?: CurateInputs;
 }
 
 /** Runs a recipe over the metadata files. Nothing is written here: the caller writes the result and record. */
@@ -204,6 +243,7 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
     }
     if (c.where?.usesLang || c.top?.usesLang) usesLang = true;
     if ('subset' in rule && !options.loadSubset) throw new RecipeError(file, `subsets.${name}: subset files cannot be read here`);
+    if ('balance' in rule && rule.balance !== 'clusters') c.top = compile(name, 'balance', rule.balance, 'num');
     compiled.set(name, c);
   }
   if (usesLang && !options.detector) throw new RecipeError(file, 'this recipe needs language id (basic_filter, text_based, laion2b or lang()), and no detector is available');
@@ -219,7 +259,22 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
     let rowsRead = 0;
     let threshold: number | undefined;
     let sha256: string | undefined;
-    if ('subset' in rule) {
+    let groups: number | undefined;
+    if ('dedup' in rule || 'balance' in rule) {
+      const of = rule.of !== undefined ? uniqueSorted(results.get(rule.of)!) : undefined;
+      const where = `${file}: subsets.${name}`;
+      try {
+        const r = 'dedup' in rule
+          ? await runDedup(files, rule, of, options.curate ?? {}, where, options.onProgress)
+          : await runBalance(files, rule, compiled.get(name)!.top, of, options.curate ?? {}, where, options.onProgress);
+        words = r.words;
+        rowsRead = r.rowsRead;
+        groups = r.groups;
+      } catch (err) {
+        if (err instanceof FormatError && err.message.startsWith(where)) throw new RecipeError(file, `subsets.${name}: ${err.message.slice(where.length + 2)}`);
+        throw err;
+      }
+    } else if ('subset' in rule) {
       let bytes: Uint8Array;
       try {
         bytes = await options.loadSubset!(rule.subset);
@@ -276,6 +331,7 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
     record.subsets[name] = { uids: uidCount(words), distinct: countDistinctSorted(words), rows_read: rowsRead };
     if (threshold !== undefined) record.subsets[name]!.threshold = Number.isNaN(threshold) ? null : threshold;
     if (sha256 !== undefined) record.subsets[name]!.sha256 = sha256;
+    if (groups !== undefined) record.subsets[name]!.groups = groups;
   }
   const tree = parseSetExpression(recipe.result, Object.keys(recipe.subsets), file);
   const evalSet = (n: SetNode): Uint32Array => {
@@ -284,7 +340,7 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
     const b = uniqueSorted(evalSet(n.b));
     return n.op === '&' ? intersectSorted(a, b) : n.op === '|' ? unionSorted(a, b) : subtractSorted(a, b);
   };
-  const words = evalSet(tree);
+  const words = applyRepeats(evalSet(tree), (recipe.repeat ?? []).map((r) => ({ members: uniqueSorted(results.get(r.subset)!), times: r.times })));
   record.result = { uids: uidCount(words), distinct: countDistinctSorted(words) };
   return { words, record };
 }
