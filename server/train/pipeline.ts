@@ -18,7 +18,7 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { ALL_BASELINES } from '../../src/core/filters/baselines.ts';
-import { decodeSubsetWords, uidCount } from '../../src/core/formats/uid.ts';
+import { decodeSubsetWords, isSortedWords, uidCount } from '../../src/core/formats/uid.ts';
 import { formatRunsTable, parseRunsIndex, runId, scoresOf, withRun, type RunRecord, type RunsIndex } from '../../src/core/pipeline/runs.ts';
 import type { ClipTokenizer } from '../../src/core/text/tokenizer.ts';
 import type { TrainProgress } from '../../src/core/train/loop.ts';
@@ -32,7 +32,7 @@ import { checkScale, runTraining } from './train.ts';
 
 export interface RunOptions {
   scale: string;
-  /** A baseline name (no_filter, basic_filter, …) or a recipe file (.json). */
+  /** A baseline name (no_filter, basic_filter, …), a recipe file (.json), or a subset made elsewhere (.npy). */
   filter: string;
   seed: number;
   outputDir: string;
@@ -70,12 +70,14 @@ export async function runPipeline(o: RunOptions): Promise<RunOutcome> {
   const scale = checkScale(o.scale);
   const isBaseline = (ALL_BASELINES as readonly string[]).includes(o.filter);
   if (!isBaseline && !existsSync(o.filter)) {
-    throw new UserError(`--filter ${o.filter}: neither a baseline (${ALL_BASELINES.join(', ')}) nor a recipe file`);
+    throw new UserError(`--filter ${o.filter}: neither a baseline (${ALL_BASELINES.join(', ')}) nor a recipe (.json) or subset (.npy) file`);
   }
+  // a subset from `dcw filter` with flags dcw run does not take (assets, thresholds), or from any other tool
+  const isSubsetFile = !isBaseline && o.filter.endsWith('.npy');
   for (const [flag, dir, need] of [['--pool', o.pool, 'metadata'], ['--pool', o.pool, 'shards'], ['--eval', o.evalDir, 'tasklist.yml']] as const) {
     if (!existsSync(join(dir, need))) throw new UserError(`${flag} ${dir}: no ${need} (build the embedded default with 'dcw pool build')`);
   }
-  const filterName = isBaseline ? o.filter : basename(o.filter);
+  const filterName = isBaseline ? o.filter : isSubsetFile ? basename(o.filter, '.npy') : basename(o.filter);
   const id = runId(scale.name, filterName, o.seed);
   const outputDir = resolve(o.outputDir);
   const dir = join(outputDir, id);
@@ -85,7 +87,12 @@ export async function runPipeline(o: RunOptions): Promise<RunOutcome> {
   // 1. filter → subset.npy
   let t = performance.now();
   const subset = join(dir, 'subset.npy');
-  if (!existsSync(subset)) {
+  if (!existsSync(subset) && isSubsetFile) {
+    log(`[1/4] subset ${o.filter} → ${subset}`);
+    const bytes = new Uint8Array(await readFile(o.filter));
+    if (!isSortedWords(decodeSubsetWords(bytes, o.filter))) throw new UserError(`${o.filter}: the uids are not sorted (np.sort them, or write the file with dcw filter)`);
+    await writeFileAtomic(subset, bytes);
+  } else if (!existsSync(subset)) {
     log(`[1/4] filter ${filterName} → ${subset}`);
     const flags = isBaseline ? ['--name', o.filter] : ['--recipe', o.filter];
     await dcwFilter([...flags, '--metadata_dir', join(o.pool, 'metadata'), '--save_path', subset]);

@@ -4,11 +4,13 @@
 // on 2 cores: the whole cpu-tiny recipe is what it checks.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { parseResults } from '../../src/core/eval/results.ts';
+import { encodeNpyHeader } from '../../src/core/formats/npy.ts';
+import { decodeSubset, encodeSubset, uidsToWords } from '../../src/core/formats/uid.ts';
 import { parseTasklist } from '../../src/core/eval/tasklist.ts';
 import { formatRunsTable, parseRunsIndex, withRun, type RunRecord } from '../../src/core/pipeline/runs.ts';
 import { parseTrainState } from '../../src/core/train/checkpoint.ts';
@@ -91,6 +93,27 @@ test('dcw run: filter → reshard → train → evaluate → results table, for 
   const resumed = dcwTrain(['train', '--scale', 'cpu-tiny', '--data_dir', join(runDir, 'shards'), '--output_dir', runDir]);
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.match(resumed.stderr, /resuming from .*epoch_latest.safetensors \(step 40 of 40\)/);
+});
+
+test('dcw run --filter FILE.npy trains on a subset made elsewhere; an unsorted one is refused before anything runs', { skip: BPE_SKIP }, () => {
+  const out = join(dir, 'runs');
+  const all = decodeSubset(new Uint8Array(readFileSync(join(out, 'cpu-tiny-no_filter-seed0/subset.npy'))), 'subset.npy');
+  const mine = all.filter((_, i) => i % 5 === 0);
+  writeFileSync(join(dir, 'my-subset.npy'), encodeSubset(mine));
+  // np.save of the same uids, reversed (not sorted): the header, then the records as they are
+  const reversed = uidsToWords([...mine].reverse());
+  writeFileSync(join(dir, 'unsorted.npy'), Buffer.concat([encodeNpyHeader('u8,u8', [mine.length]), new Uint8Array(reversed.buffer, reversed.byteOffset, reversed.byteLength)]));
+  const bad = dcwTrain(['run', '--scale', 'cpu-tiny', '--filter', join(dir, 'unsorted.npy'), '--pool', join(dir, 'pool'), '--eval', join(dir, 'eval'), '--output_dir', out]);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /^dcw: .*unsorted\.npy: the uids are not sorted/m);
+  const run = dcwTrain(['run', '--scale', 'cpu-tiny', '--filter', join(dir, 'my-subset.npy'), '--pool', join(dir, 'pool'), '--eval', join(dir, 'eval'), '--output_dir', out]);
+  assert.equal(run.status, 0, run.stderr);
+  assert.deepEqual(readFileSync(join(out, 'cpu-tiny-my-subset-seed0/subset.npy')), readFileSync(join(dir, 'my-subset.npy')));
+  const index = parseRunsIndex(readFileSync(join(out, 'runs.json'), 'utf8'), 'runs.json');
+  const record = index.runs.find((r) => r.filter === 'my-subset')!;
+  assert.equal(record.subsetSize, mine.length);
+  assert.equal(record.trainSamples, mine.length);
+  assert.match(run.stdout, /▶ \| cpu-tiny \| my-subset \| 0 /);
 });
 
 test('dcw train / run refuse bad flags with one line', { skip: BPE_SKIP }, () => {

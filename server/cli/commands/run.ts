@@ -16,7 +16,7 @@ export function registerRun(program: Command): Command {
     .command('run')
     .description('the whole loop on a pool: filter → subset → reshard → train → evaluate → results table')
     .requiredOption('--scale <scale>', 'competition scale')
-    .option('--filter <baseline>', 'baseline or recipe file', 'no_filter')
+    .option('--filter <baseline>', 'a baseline, a recipe file (.json) or a subset file (.npy, e.g. from dcw filter with flags)', 'no_filter')
     .option('--seed <n>', 'random seed', (v) => parseInt(v, 10), 0)
     .option('--output_dir <dir>', 'where the run is saved', 'out/runs')
     .option('--pool <dir>', 'the pool (CommonPool layout)', 'data/pool')
