@@ -10,7 +10,10 @@ import type { PoolStore, StoredByteSource, StoredFileRecord, StoredSample, Store
 
 export type PoolSourceSpec =
   | { kind: 'embedded' }
-  | { kind: 'http'; baseUrl: string };
+  | { kind: 'http'; baseUrl: string }
+  // A picked or dropped folder (src/core/pool/local-source.ts). The File System Access handle, where the browser
+  // gave one, is stored so a reload needs only a permission prompt; without it the folder is picked again.
+  | { kind: 'local'; name: string; handle: FileSystemDirectoryHandle | null };
 
 export type PoolState = 'ingesting' | 'paused' | 'complete' | 'error';
 
@@ -18,7 +21,7 @@ export interface PoolRecord {
   id: string;
   name: string;
   source: PoolSourceSpec;
-  /** Absolute base URL the files come from (the ingest plan's source id). */
+  /** Absolute base URL the files come from (the ingest plan's source id); `local:<name>/<fingerprint>` for a folder. */
   baseUrl: string;
   createdAt: number;
   state: PoolState;

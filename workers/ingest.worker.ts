@@ -5,11 +5,13 @@
  * same pool at once.
  */
 import * as Comlink from 'comlink';
-import { HttpPoolSource, ingestPool, listedBytes, listedSamples, type IngestPlan, type IngestProgress } from '../src/core/pool/ingest.ts';
+import { HttpPoolSource, ingestPool, listedBytes, listedSamples, type IngestPlan, type IngestProgress, type PoolSource } from '../src/core/pool/ingest.ts';
+import { compareListings, detectLocalLayout, listingFingerprint, LocalPoolSource, type LocalFile } from '../src/core/pool/local-source.ts';
 import {
   deletePool, getPoolRecord, IdbPoolStore, listPoolRecords, putPoolRecord,
   type PoolRecord, type PoolSourceSpec, type PoolState,
 } from './idb-pool-store.ts';
+import { filesOfDirectory, readPermission } from './local-pool-files.ts';
 
 export interface PoolSummary extends PoolRecord {
   stored: { files: number; shards: number; samples: number; bytes: number };
@@ -17,11 +19,50 @@ export interface PoolSummary extends PoolRecord {
   planned: { files: number; shards: number; samples: number | null; bytes: number | null } | null;
 }
 
-export type RunOutcome = { state: PoolState; error?: string; samples?: number };
+/** `needs`: a local pool waits for the user: read permission on its stored folder handle, or the folder picked again. */
+export type RunOutcome = { state: PoolState; error?: string; samples?: number; needs?: LocalNeed };
+export type LocalNeed = 'permission' | 'files';
 
 const running = new Map<string, { controller: AbortController; done: Promise<RunOutcome> }>();
 
-function sourceFor(record: PoolRecord): HttpPoolSource {
+/** The files of local pools picked or dropped in this page's life (Files cannot outlive it without a handle). */
+const localFiles = new Map<string, LocalFile[]>();
+
+class NeedsUser extends Error {
+  constructor(readonly need: LocalNeed) {
+    super(need === 'permission' ? 'waiting for permission to read the folder' : 'waiting for the folder to be picked again');
+  }
+}
+
+const filesFrom = (files: readonly LocalFile[]) => files.map((f) => ({ path: f.path, size: f.blob.size }));
+
+/** Why `files` are not the folder local pool `record` was ingested from (names and sizes), or null. */
+async function notTheSameFolder(record: PoolRecord, files: readonly LocalFile[]): Promise<string | null> {
+  const name = record.source.kind === 'local' ? record.source.name : record.name;
+  const layout = detectLocalLayout(filesFrom(files), name);
+  const store = await IdbPoolStore.open(record.id);
+  try {
+    const plan = await store.readPlan<IngestPlan>();
+    if (plan) return compareListings(plan.listing, layout.listing);
+    return record.baseUrl.endsWith(`/${listingFingerprint(layout.listing)}`) ? null : 'its files or their sizes differ';
+  } finally {
+    store.close();
+  }
+}
+
+async function sourceFor(record: PoolRecord): Promise<PoolSource> {
+  if (record.source.kind === 'local') {
+    let files = localFiles.get(record.id);
+    if (!files && record.source.handle) {
+      if ((await readPermission(record.source.handle)) !== 'granted') throw new NeedsUser('permission');
+      files = await filesOfDirectory(record.source.handle);
+      const problem = await notTheSameFolder(record, files);
+      if (problem) throw new Error(`${record.source.name}: the folder changed since the ingest started (${problem}); delete the pool and add the folder again`);
+      localFiles.set(record.id, files);
+    }
+    if (!files) throw new NeedsUser('files');
+    return new LocalPoolSource(files, { id: record.baseUrl, name: record.source.name });
+  }
   if (record.source.kind === 'embedded') {
     return new HttpPoolSource({ baseUrl: record.baseUrl, listingUrl: new URL('/api/pool', record.baseUrl).href });
   }
@@ -64,10 +105,16 @@ const api = {
   },
 
   /** Registers a pool (the same source twice gives the existing one); `run` fetches it. */
-  async add(spec: PoolSourceSpec): Promise<PoolSummary> {
+  async add(spec: PoolSourceSpec, files?: LocalFile[]): Promise<PoolSummary> {
     let baseUrl: string;
     let name: string;
-    if (spec.kind === 'embedded') {
+    let picked: LocalFile[] | undefined;
+    if (spec.kind === 'local') {
+      // The layout is checked now, so a folder that holds no pool is refused before anything is stored.
+      picked = spec.handle ? await filesOfDirectory(spec.handle) : (files ?? []);
+      baseUrl = `local:${spec.name}/${listingFingerprint(detectLocalLayout(filesFrom(picked), spec.name).listing)}`;
+      name = `Local folder “${spec.name}”`;
+    } else if (spec.kind === 'embedded') {
       baseUrl = new URL('/pool/', self.location.href).href;
       name = 'Embedded default pool';
     } else {
@@ -83,13 +130,37 @@ const api = {
       name = `${url.host}${url.pathname}`;
     }
     const existing = (await listPoolRecords()).find((p) => p.baseUrl === baseUrl);
-    if (existing) return summarize(existing);
+    if (existing) {
+      // The same folder again: its files (and a handle, if it had none) let an interrupted ingest go on.
+      if (picked) localFiles.set(existing.id, picked);
+      if (spec.kind === 'local' && spec.handle && existing.source.kind === 'local' && !existing.source.handle) {
+        await putPoolRecord({ ...existing, source: spec });
+        return summarize({ ...existing, source: spec });
+      }
+      return summarize(existing);
+    }
     const record: PoolRecord = {
       id: `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`,
       name, source: spec, baseUrl, createdAt: Date.now(), state: 'ingesting',
     };
     await putPoolRecord(record);
+    if (picked) localFiles.set(record.id, picked);
     return summarize(record);
+  },
+
+  /**
+   * The folder of a local pool picked again after a reload (no stored handle): refused unless it holds the
+   * files the ingest set out to read, with the same sizes. `run` then resumes.
+   */
+  async provide(id: string, files: LocalFile[] | null, handle: FileSystemDirectoryHandle | null): Promise<void> {
+    const record = await getPoolRecord(id);
+    if (!record || record.source.kind !== 'local') throw new Error('no such local pool: add the folder again');
+    const picked = handle ? await filesOfDirectory(handle) : (files ?? []);
+    const problem = await notTheSameFolder(record, picked);
+    if (problem) throw new Error(`not the folder “${record.source.name}” this pool came from (${problem}): pick that folder again`);
+    localFiles.set(id, picked);
+    // A handle picked now spares the next reload the file dialog.
+    if (handle && !record.source.handle) await putPoolRecord({ ...record, source: { ...record.source, handle } });
   },
 
   /** Ingests (or resumes) a pool; resolves when it is complete, paused or failed. */
@@ -102,10 +173,19 @@ const api = {
       const record = await getPoolRecord(id);
       if (!record) return { state: 'error', error: 'no such pool' };
       if (controller.signal.aborted) return { state: 'paused' };
+      let source: PoolSource;
+      try {
+        source = await sourceFor(record);
+      } catch (err) {
+        // Stays 'ingesting' (interrupted): the page asks the user, then runs it again.
+        if (err instanceof NeedsUser) return { state: record.state, needs: err.need };
+        await putPoolRecord({ ...record, state: 'error', error: describe(err) });
+        return { state: 'error', error: describe(err) };
+      }
       await putPoolRecord({ ...record, state: 'ingesting', error: undefined });
       const store = await IdbPoolStore.open(id);
       try {
-        const result = await ingestPool(sourceFor(record), store, { signal: controller.signal, onProgress, progressIntervalMs: 250 });
+        const result = await ingestPool(source, store, { signal: controller.signal, onProgress, progressIntervalMs: 250 });
         await putPoolRecord({ ...record, state: 'complete', error: undefined });
         return { state: 'complete', samples: result.samples };
       } catch (err) {
@@ -143,6 +223,7 @@ const api = {
       await active.done;
     }
     await deletePool(id);
+    localFiles.delete(id);
   },
 
   async summary(id: string): Promise<PoolSummary | undefined> {
