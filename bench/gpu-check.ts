@@ -2,7 +2,9 @@
  * The engine's reference checks on whatever device Dawn opens (for a real GPU, where the unit tests do not run):
  *   node --import tsx bench/gpu-check.ts [--backend auto|vulkan|swiftshader|opengles] [--out DIR] [--only ops]
  * Exits 1 if any check fails; writes DIR/gpu-check-<backend>.json. `--only ops` checks every non-matmul kernel in
- * every row-kernel form the device has (a few seconds: the quick check before a benchmark-only run).
+ * every row-kernel form the device has, and the fused matmul epilogues training uses (bias + GELU, residual
+ * accumulate, GELU backward) with the device's planned kernels and split-K (a few seconds: the quick check before a
+ * benchmark-only run).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -10,7 +12,8 @@ import { parseArgs } from 'node:util';
 import { openDawn, type DawnBackend } from '../server/gpu/dawn.ts';
 import { describeGpu } from '../src/core/gpu/device.ts';
 import { Engine } from '../src/core/gpu/engine.ts';
-import { allChecks, checkOps, type CheckResult } from '../src/core/gpu/checks.ts';
+import { allChecks, checkMatmulEpilogues, checkOps, type CheckResult } from '../src/core/gpu/checks.ts';
+import { TILED_DEFAULT } from '../src/core/gpu/kernels/matmul.ts';
 import { rowKernelMode, rowKernelModes } from '../src/core/gpu/kernels/ops.ts';
 
 const { values: args } = parseArgs({
@@ -26,6 +29,8 @@ let results: CheckResult[];
 if (args.only === 'ops') {
   results = [];
   for (const mode of rowKernelModes(engine)) results.push(...(await checkOps(engine, 11, mode)));
+  results.push(...(await checkMatmulEpilogues(engine)));
+  if (!engine.info.isCpu) results.push(...(await checkMatmulEpilogues(engine, TILED_DEFAULT, 6, 3)));
 } else {
   results = await allChecks(engine);
 }

@@ -7,13 +7,21 @@
  * --reuse-tuning runs with the stored one instead of tuning again; --smoke runs the GPU code path at tiny sizes
  * on any adapter (a local check of the autotune, e.g. on --backend swiftshader). --browser runs the same suite in headless
  * Chromium instead (bench/gpu-browser.ts).
+ *
+ *   node --import tsx bench/gpu.ts --tune-shapes vit-b-32 [--batch 256] [--if-missing] [--cache DIR] [--max-seconds 60]
+ * tunes the matmul on the training step's big shapes instead (ViT-B/32's MLP at a micro-batch: forward x·Wᵀ, input
+ * gradients dy·W, weight gradients dyᵀ·x, vision and text towers): each candidate kernel, planned as the engine
+ * would plan it alone (split-K included), timed on every shape; its speed is the best total over its total. Stores
+ * the result like the full autotune; --if-missing does nothing when CACHE already holds a tuning for the adapter.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDawn, type DawnBackend } from '../server/gpu/dawn.ts';
 import { Engine } from '../src/core/gpu/engine.ts';
-import { loadTuning, saveTuning } from '../server/gpu/tuning.ts';
+import { loadTuning, saveTuning, TUNING_FILE } from '../server/gpu/tuning.ts';
+import { choosePlan, configName, matmul, planName, tiledConfigError, type MatmulConfig, type TiledConfig } from '../src/core/gpu/kernels/matmul.ts';
+import { DEFAULT_GPU_TUNING, type MatmulTuning } from '../src/core/gpu/tuning.ts';
 import { formatTable, runGpuSuite, type Tfjs } from './gpu-suite.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -32,6 +40,9 @@ const { values: args } = parseArgs({
     smoke: { type: 'boolean', default: false },
     only: { type: 'string' },
     'row-modes': { type: 'string', default: 'default' },
+    'tune-shapes': { type: 'string' },
+    batch: { type: 'string', default: '256' },
+    'if-missing': { type: 'boolean', default: false },
   },
 });
 
@@ -43,6 +54,17 @@ if (args.browser) {
 
 const gpu = await openDawn({ backend: args.backend as DawnBackend });
 const engine = new Engine(gpu);
+if (args['tune-shapes']) {
+  if (args['tune-shapes'] !== 'vit-b-32') throw new Error(`--tune-shapes: vit-b-32 (got ${args['tune-shapes']})`);
+  if (args['if-missing'] && loadTuning(engine, args.cache!)) {
+    console.log(`a matmul tuning for this adapter is stored in ${join(args.cache!, TUNING_FILE)}: not tuning again`);
+  } else {
+    const tuning = await tuneTrainingShapes(engine, Number(args.batch), Number(args['max-seconds']), (l) => console.log(l));
+    console.log(`matmul tuning stored in ${saveTuning(engine, args.cache!, tuning)}`);
+  }
+  engine.destroy();
+  process.exit(0);
+}
 let tfjs: Tfjs | undefined;
 if (!args['no-tfjs']) {
   try {
@@ -89,4 +111,96 @@ async function loadTfjsForNode(gpuObject: GPU, rebuild: boolean): Promise<Tfjs> 
     build: { ssr: join(ROOT, 'bench/tfjs-entry.ts'), outDir, emptyOutDir: true, minify: false, rollupOptions: { output: { format: 'es', entryFileNames: 'tfjs-bundle.js' } } },
   });
   return (await import(bundle)) as Tfjs;
+}
+
+/** The matmul shapes of a ViT-B/32 training step at `batch` (M, N, K; A/B transposes as the tape records them). */
+export function trainingShapes(batch: number): { name: string; M: number; N: number; K: number; transA?: boolean; transB?: boolean }[] {
+  const out: ReturnType<typeof trainingShapes> = [];
+  for (const [tower, rows, C] of [['vision', batch * 50, 768], ['text', batch * 77, 512]] as const) {
+    for (const [layer, inp, outC] of [['fc1', C, 4 * C], ['fc2', 4 * C, C], ['qkv', C, 3 * C]] as const) {
+      out.push({ name: `${tower} ${layer} forward x·Wᵀ`, M: rows, N: outC, K: inp, transB: true });
+      out.push({ name: `${tower} ${layer} dx = dy·W`, M: rows, N: inp, K: outC });
+      out.push({ name: `${tower} ${layer} dW = dyᵀ·x`, M: outC, N: inp, K: rows, transA: true });
+    }
+  }
+  return out;
+}
+
+/**
+ * --tune-shapes: every candidate kernel on the training step's shapes (see the file comment); the fill settings
+ * stay the built-in ones. Time: GPU timestamps where the adapter has them, else the wall clock around a wait.
+ */
+async function tuneTrainingShapes(engine: Engine, batch: number, maxSeconds: number, log: (l: string) => void): Promise<MatmulTuning> {
+  const started = performance.now();
+  const candidates = ([
+    { kind: 'tiled', BM: 128, BN: 128, BK: 8, TM: 8, TN: 8, db: true },
+    { kind: 'tiled', BM: 128, BN: 128, BK: 16, TM: 8, TN: 8, db: true },
+    { kind: 'tiled', BM: 128, BN: 128, BK: 8, TM: 8, TN: 8 },
+    { kind: 'tiled', BM: 64, BN: 128, BK: 8, TM: 8, TN: 8, db: true },
+    { kind: 'tiled', BM: 128, BN: 64, BK: 8, TM: 8, TN: 8, db: true },
+    { kind: 'tiled', BM: 64, BN: 128, BK: 16, TM: 8, TN: 8, db: true },
+    { kind: 'tiled', BM: 128, BN: 64, BK: 16, TM: 8, TN: 8, db: true },
+    { kind: 'tiled', BM: 64, BN: 64, BK: 16, TM: 4, TN: 4, db: true },
+    { kind: 'tiled', BM: 64, BN: 64, BK: 8, TM: 4, TN: 4, db: true },
+    { kind: 'tiled', BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, db: true },
+  ] as TiledConfig[]).filter((c) => !tiledConfigError(c, engine));
+  const shapes = trainingShapes(batch);
+  const biggest = Math.max(...shapes.flatMap((s) => [s.M * s.K, s.K * s.N, s.M * s.N]));
+  const fillA = new Float32Array(biggest);
+  for (let i = 0; i < biggest; i++) fillA[i] = ((i * 2654435761) % 1000) / 1000 - 0.5;
+  const a = engine.tensor(fillA);
+  const b = engine.tensor(fillA);
+  const c = engine.empty([biggest]);
+  const timeOf = async (run: () => void, reps: number): Promise<number> => {
+    await engine.sync();
+    if (engine.startTimer()) {
+      for (let r = 0; r < reps; r++) run();
+      const ms = await engine.stopTimer();
+      if (ms !== undefined) return ms / reps;
+    }
+    await engine.sync();
+    const t0 = performance.now();
+    for (let r = 0; r < reps; r++) run();
+    await engine.sync();
+    return (performance.now() - t0) / reps;
+  };
+  const totals: { config: MatmulConfig; ms: number }[] = [];
+  for (const config of candidates) {
+    if ((performance.now() - started) / 1000 > maxSeconds) {
+      log(`tune: time is up (${maxSeconds} s), ${configName(config)} and later not measured`);
+      break;
+    }
+    const alone: MatmulTuning = { ...DEFAULT_GPU_TUNING, kernels: [{ config, speed: 1 }] };
+    let total = 0;
+    try {
+      for (const s of shapes) {
+        const plan = choosePlan(alone, s.M, s.N, s.K, 1, engine);
+        const run = () => void matmul(engine, a, b, s.M, s.N, s.K, { transA: s.transA, transB: s.transB, out: c, config: plan.config, splits: plan.splits });
+        run(); // compiles
+        const ms = await timeOf(run, 3);
+        total += ms;
+        log(`tune ${s.name} ${s.M}×${s.N}×${s.K}: ${planName(plan)} ${ms.toFixed(3)} ms (${((2 * s.M * s.N * s.K) / ms / 1e9).toFixed(1)} TFLOP/s)`);
+      }
+    } catch (err) {
+      log(`tune ${configName(config)}: failed (${(err as Error).message.slice(0, 100)})`);
+      continue;
+    }
+    log(`tune ${configName(config)}: ${total.toFixed(2)} ms over ${shapes.length} shapes`);
+    totals.push({ config, ms: total });
+  }
+  a.dispose();
+  b.dispose();
+  c.dispose();
+  if (!totals.length) return DEFAULT_GPU_TUNING;
+  const best = Math.min(...totals.map((t) => t.ms));
+  // Per tile shape the fastest variant; far slower ones are dropped (as the full autotune does).
+  const byTile = new Map<string, { config: MatmulConfig; speed: number }>();
+  for (const t of totals) {
+    const tile = t.config.kind === 'tiled' ? `${t.config.BM}x${t.config.BN}` : 'reg';
+    const speed = best / t.ms;
+    if (speed >= 0.3 && speed > (byTile.get(tile)?.speed ?? 0)) byTile.set(tile, { config: t.config, speed: Math.round(speed * 1000) / 1000 });
+  }
+  const kernels = [...byTile.values()].sort((x, y) => y.speed - x.speed);
+  log(`tune: ${kernels.map((k) => `${configName(k.config)} ×${k.speed}`).join(', ')} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+  return { ...DEFAULT_GPU_TUNING, kernels };
 }

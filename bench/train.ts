@@ -7,10 +7,19 @@
  *   npm run bench:train [-- --gpu opengles|vulkan|swiftshader|auto] [--steps 3] [--only cpu-tiny,gpu-small,ViT-B-32]
  *                          [--vit-batch 16] [--batch N (overrides every batch)] [--out DIR] [--tag NAME]
  *                          [--tuning DIR|none] [--attention tiled|rows] [--profile [--profile-method auto|timestamps|replay]]
- *                          [--compare-attention] [--quick-init] [--row-kernels thread|workgroup|subgroup] [--tiny]
+ *                          [--compare-attention] [--compare-step] [--quick-init] [--row-kernels thread|workgroup|subgroup] [--tiny]
+ *                          [--upload u8|f32] [--no-fuse] [--submit-every N] [--serial]
  * On a CPU adapter gpu-small and ViT-B/32 are measured at micro-batches (32 and 4) unless --batch is given.
- * Each step is split into upload (the batch to the GPU), record (the host recording every dispatch) and wait (until
- * the loss is back); ms/step is their sum.
+ * Steps run as `dcw train` runs them (loop.ts): uint8 pixels uploaded and normalised on the GPU, the residual
+ * blocks' fused ops, the step submitted in chunks of --submit-every dispatches (the engine's default) while it is
+ * recorded, and steps pipelined: the host uploads and records step n+1 while the GPU runs step n, waiting only for
+ * step n−1 (the loss is read after the last step). Each step is split into upload (the batch to the GPU), record
+ * (the host recording every dispatch) and wait (blocked on the GPU); ms/step is the wall time over the steps, so
+ * with pipelining it is less than their sum when host and GPU overlap. --serial reads the loss after every step
+ * instead (nothing overlaps across steps; ms/step = upload + record + wait); --upload f32 uploads normalised
+ * float32 pixels; --no-fuse records the unfused ops; --submit-every 100000 submits each step once.
+ * --compare-step times the same model and batch again with each of those options switched back, and all of
+ * them together (the path before issue #5's round 2), in the same process.
  *
  * --profile adds one more step with per-kernel GPU times, grouped by kernel: with timestamp queries where the
  * adapter has them (each dispatch in its own compute pass), else ('replay') by running each kernel's dispatches of
@@ -32,9 +41,11 @@ import { loadStoredTuning } from '../server/gpu/tuning.ts';
 import { GpuBackend } from '../src/core/gpu/backend.ts';
 import { describeGpu } from '../src/core/gpu/device.ts';
 import { Engine, Tensor, type Kernel } from '../src/core/gpu/engine.ts';
+import { getMatmulTuning, setMatmulTuning } from '../src/core/gpu/kernels/matmul.ts';
 import { attentionKernels, rowKernelMode, setAttentionKernels, setRowKernelMode, type RowKernelMode } from '../src/core/gpu/kernels/ops.ts';
 import { ClipModel, clipBatch, clipParamSpecs, type StateDict } from '../src/core/model/clip.ts';
 import { clipConfig, gridTokens, type ClipConfig } from '../src/core/model/configs.ts';
+import { normalizeChw } from '../src/core/train/augment.ts';
 import { SCALES } from '../src/core/train/scales.ts';
 import { Rng } from '../src/core/util/random.ts';
 
@@ -55,8 +66,14 @@ const { values } = parseArgs({
     'compare-attention': { type: 'boolean', default: false },
     'quick-init': { type: 'boolean', default: false },
     'row-kernels': { type: 'string' },
+    'compare-step': { type: 'boolean', default: false },
+    upload: { type: 'string', default: 'u8' },
+    'no-fuse': { type: 'boolean', default: false },
+    'submit-every': { type: 'string' },
+    serial: { type: 'boolean', default: false },
   },
 });
+if (!['u8', 'f32'].includes(values.upload!)) throw new Error(`--upload: u8 or f32 (got ${values.upload})`);
 const method = values['profile-method']!;
 if (!['auto', 'timestamps', 'replay'].includes(method)) throw new Error(`--profile-method: one of auto, timestamps, replay (got ${method})`);
 if (!['tiled', 'rows'].includes(values.attention!)) throw new Error(`--attention: tiled or rows (got ${values.attention})`);
@@ -81,10 +98,21 @@ const cases: Case[] = [
   { name: 'ViT-B-32', cfg: clipConfig('ViT-B-32'), batch: Number(values['vit-batch']), note: `micro-batch (recipe: ${SCALES.small.batchSize})` },
 ].filter((c) => !values.only || values.only.split(',').includes(c.name));
 
-function syntheticBatch(cfg: ClipConfig, B: number, rng: Rng): { images: Float32Array; ids: Int32Array } {
+/** A batch as the loader makes it: uint8 CHW pixels (and their normalised float32 values for --upload f32). */
+interface Data { pixels: Uint8Array; images: Float32Array; ids: Int32Array }
+
+function syntheticBatch(cfg: ClipConfig, B: number, rng: Rng): Data {
   const S = cfg.vision.imageSize;
   const ctx = cfg.text.contextLength;
-  const images = Float32Array.from({ length: B * 3 * S * S }, () => rng.normal());
+  const pixels = new Uint8Array(B * 3 * S * S);
+  for (let i = 0; i < pixels.length; i += 4) {
+    const r = rng.int(2 ** 32);
+    pixels[i] = r & 255;
+    pixels[i + 1] = (r >>> 8) & 255;
+    pixels[i + 2] = (r >>> 16) & 255;
+    pixels[i + 3] = r >>> 24;
+  }
+  const images = normalizeChw(pixels, S * S);
   const ids = new Int32Array(B * ctx);
   for (let b = 0; b < B; b++) {
     const len = Math.min(ctx - 1, 3 + rng.int(12)); // the embedded pool's captions: median 7 tokens
@@ -92,11 +120,12 @@ function syntheticBatch(cfg: ClipConfig, B: number, rng: Rng): { images: Float32
     for (let t = 1; t < len; t++) ids[b * ctx + t] = 1 + rng.int(49400);
     ids[b * ctx + len] = 49407;
   }
-  return { images, ids };
+  return { pixels, images, ids };
 }
 
 const gpu = await openDawn({ backend: values.gpu as DawnBackend });
 const engine = new Engine(gpu);
+if (values['submit-every']) engine.maxDispatchesPerSubmit = Number(values['submit-every']);
 const be = new GpuBackend(engine);
 const device = `${gpu.backend}: ${describeGpu(gpu.info)}`;
 // As `dcw train`: the matmul tuning stored for this adapter where training looks for it, unless told otherwise.
@@ -133,39 +162,83 @@ interface Profile {
   /** The same, summed by kind (matmul, attention, layernorm, …). */
   families: KernelTime[];
 }
+interface Timing { msPerStep: number; uploadMs: number; recordMs: number; waitMs: number; dispatchesPerStep: number; submitsPerStep: number }
+interface Variant extends Timing { name: string; samplesPerSecond: number }
 interface Row {
   scale: string; model: string; batch: number; note: string; msPerStep: number; samplesPerSecond: number;
   uploadMs?: number; recordMs?: number; waitMs?: number; dispatchesPerStep?: number; submitsPerStep?: number;
   attention?: string; profile?: Profile; error?: string;
+  /** How the steps ran (upload, fused ops, dispatches per submit, pipelined or serial). */
+  mode?: string;
   /** --compare-attention: the same steps with the per-row attention kernels. */
   rowAttention?: { msPerStep: number; samplesPerSecond: number; uploadMs: number; recordMs: number; waitMs: number };
+  /** --compare-step: the same steps with options switched back (the last: all of them, the old path). */
+  variants?: Variant[];
 }
 
 const steps = Number(values.steps);
 let stepNumber = 0;
 
-/** Mean phases of `steps` training steps after one warm-up step (which compiles the pipelines). */
-async function timeSteps(model: ClipModel<Tensor>, cfg: ClipConfig, data: { images: Float32Array; ids: Int32Array }, steps: number) {
-  const phases: { upload: number; record: number; wait: number; dispatches: number; submits: number }[] = [];
-  for (let s = 0; s <= steps; s++) {
-    const d0 = engine.stats.dispatches;
-    const s0 = engine.stats.submits;
-    const t0 = performance.now();
-    be.beginScope();
-    const batch = clipBatch(be, cfg, data.images, data.ids);
-    const t1 = performance.now();
-    const loss = model.step(batch, opt, ++stepNumber);
-    const t2 = performance.now();
-    await be.read(loss);
-    const t3 = performance.now();
-    be.endScope();
-    if (s > 0) phases.push({ upload: t1 - t0, record: t2 - t1, wait: t3 - t2, dispatches: engine.stats.dispatches - d0, submits: engine.stats.submits - s0 });
+/** How steps are run (see the file comment). */
+interface StepMode { upload: 'u8' | 'f32'; fuse: boolean; submitEvery: number; pipelined: boolean; /** the built-in matmul tuning instead of the stored one */ builtinTuning?: boolean }
+const MODE: StepMode = { upload: values.upload as 'u8' | 'f32', fuse: !values['no-fuse'], submitEvery: engine.maxDispatchesPerSubmit, pipelined: !values.serial };
+const modeName = (m: StepMode) => `${m.upload} upload, ${m.fuse ? 'fused' : 'unfused'}, submit every ${m.submitEvery}, ${m.pipelined ? 'pipelined' : 'serial'}`;
+
+/**
+ * Mean phases of `steps` training steps after one warm-up step (which compiles the pipelines). Pipelined as the
+ * training loop: after recording step n, wait for step n−1's work; the loss is read after the last step.
+ */
+async function timeSteps(model: ClipModel<Tensor>, cfg: ClipConfig, data: Data, steps: number, mode: StepMode = MODE): Promise<Timing> {
+  const saved = { fuse: model.fuse, every: engine.maxDispatchesPerSubmit, tuning: getMatmulTuning(engine) };
+  model.fuse = mode.fuse;
+  engine.maxDispatchesPerSubmit = mode.submitEvery;
+  if (mode.builtinTuning) setMatmulTuning(engine, undefined);
+  try {
+    const phases: { upload: number; record: number; wait: number; dispatches: number; submits: number }[] = [];
+    let started = 0;
+    let previous: Promise<void> | undefined;
+    for (let s = 0; s <= steps; s++) {
+      const d0 = engine.stats.dispatches;
+      const s0 = engine.stats.submits;
+      const t0 = performance.now();
+      if (s === 1) started = t0;
+      be.beginScope();
+      const batch = clipBatch(be, cfg, mode.upload === 'u8' ? data.pixels : data.images, data.ids);
+      const t1 = performance.now();
+      const loss = model.step(batch, opt, ++stepNumber);
+      const t2 = performance.now();
+      if (!mode.pipelined || s === 0 || s === steps) {
+        await be.read(loss);
+        previous = undefined;
+      } else {
+        const queued = be.settled();
+        await previous;
+        previous = queued;
+      }
+      const t3 = performance.now();
+      be.endScope();
+      if (s > 0) phases.push({ upload: t1 - t0, record: t2 - t1, wait: t3 - t2, dispatches: engine.stats.dispatches - d0, submits: engine.stats.submits - s0 });
+    }
+    const wall = (performance.now() - started) / steps;
+    const uploadMs = mean(phases.map((p) => p.upload));
+    const recordMs = mean(phases.map((p) => p.record));
+    const waitMs = mean(phases.map((p) => p.wait));
+    return { msPerStep: mode.pipelined ? wall : uploadMs + recordMs + waitMs, uploadMs, recordMs, waitMs, dispatchesPerStep: phases[0]!.dispatches, submitsPerStep: phases[0]!.submits };
+  } finally {
+    model.fuse = saved.fuse;
+    engine.maxDispatchesPerSubmit = saved.every;
+    setMatmulTuning(engine, saved.tuning);
   }
-  const uploadMs = mean(phases.map((p) => p.upload));
-  const recordMs = mean(phases.map((p) => p.record));
-  const waitMs = mean(phases.map((p) => p.wait));
-  return { msPerStep: uploadMs + recordMs + waitMs, uploadMs, recordMs, waitMs, dispatchesPerStep: phases[0]!.dispatches, submitsPerStep: phases[0]!.submits };
 }
+
+/** --compare-step: each option switched back alone, then all together (the step before issue #5's round 2). */
+const COMPARE: [string, Partial<StepMode>][] = [
+  ['f32 upload', { upload: 'f32' }],
+  ['unfused ops', { fuse: false }],
+  ['one submit per step', { submitEvery: 100000 }],
+  ['serial (loss read every step)', { pipelined: false }],
+  ['all of these (the old path)', { upload: 'f32', fuse: false, submitEvery: 100000, pipelined: false }],
+];
 const rows: Row[] = [];
 const opt = { lr: 1e-4, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.2 };
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -183,8 +256,18 @@ for (const c of cases) {
       const t = tower === 'vision' ? { T: vT, w: c.cfg.vision } : { T: c.cfg.text.contextLength, w: c.cfg.text };
       return `${tower} T${t.T}: ${attentionKernels(engine, { B: c.batch, T: t.T, H: t.w.heads, D: t.w.width / t.w.heads, causal: tower === 'text' })}`;
     }).join(', ');
+    row.mode = modeName(MODE);
     Object.assign(row, await timeSteps(model, c.cfg, data, steps));
     row.samplesPerSecond = (1000 * c.batch) / row.msPerStep;
+    if (values['compare-step']) {
+      row.variants = [];
+      const compare = [...COMPARE];
+      if (getMatmulTuning(engine) && !engine.info.isCpu) compare.splice(4, 0, ['the built-in matmul tuning', { builtinTuning: true }]);
+      for (const [name, change] of compare) {
+        const t = await timeSteps(model, c.cfg, data, steps, { ...MODE, ...change });
+        row.variants.push({ name, ...t, samplesPerSecond: (1000 * c.batch) / t.msPerStep });
+      }
+    }
     if (values['compare-attention'] && row.attention.includes('tiled')) {
       // The same model and batch with the per-row attention kernels: the tiled kernels' gain, same process.
       setAttentionKernels(engine, 'rows');
@@ -205,6 +288,10 @@ for (const c of cases) {
   const ms = (v: number | undefined) => (v ?? NaN).toFixed(1);
   console.log(`${row.scale.padEnd(10)} ${row.model.padEnd(9)} batch ${String(row.batch).padStart(4)}  ${row.error ? `failed: ${row.error}` : `${row.msPerStep.toFixed(0).padStart(7)} ms/step  ${row.samplesPerSecond.toFixed(1).padStart(8)} samples/s  (upload ${ms(row.uploadMs)} + record ${ms(row.recordMs)} + wait ${ms(row.waitMs)} ms; ${row.dispatchesPerStep} dispatches, ${row.submitsPerStep} submits)`}  (${row.note})`);
   if (row.attention) console.log(`  attention: ${row.attention}`);
+  if (row.mode) console.log(`  steps: ${row.mode}`);
+  for (const v of row.variants ?? []) {
+    console.log(`  with ${v.name}: ${v.msPerStep.toFixed(1)} ms/step, ${v.samplesPerSecond.toFixed(1)} samples/s (upload ${v.uploadMs.toFixed(1)} + record ${v.recordMs.toFixed(1)} + wait ${v.waitMs.toFixed(1)} ms; ${v.submitsPerStep} submits)`);
+  }
   if (row.rowAttention) console.log(`  with per-row attention kernels instead: ${row.rowAttention.msPerStep.toFixed(1)} ms/step, ${row.rowAttention.samplesPerSecond.toFixed(1)} samples/s (upload ${row.rowAttention.uploadMs.toFixed(1)} + record ${row.rowAttention.recordMs.toFixed(1)} + wait ${row.rowAttention.waitMs.toFixed(1)} ms)`);
   if (row.profile) printProfile(row, row.profile);
 }
@@ -212,7 +299,7 @@ const rowKernels = rowKernelMode(engine);
 engine.destroy();
 mkdirSync(values.out!, { recursive: true });
 const file = join(values.out!, `train-${gpu.backend}${values.tag ? `-${values.tag}` : ''}.json`);
-writeFileSync(file, `${JSON.stringify({ device, steps, rowKernels, tuning, attention: values.attention, tiny: values.tiny, rows }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ device, steps, rowKernels, tuning, attention: values.attention, mode: modeName(MODE), tiny: values.tiny, rows }, null, 2)}\n`);
 console.log(`wrote ${file}`);
 process.exit(rows.some((r) => r.error) ? 1 : 0);
 
@@ -265,15 +352,17 @@ function group(entries: { kernel: string; ms: number; calls?: number }[], by: (k
   return [...m.values()].sort((a, b) => b.ms - a.ms);
 }
 
-async function profileStep(model: ClipModel<Tensor>, cfg: ClipConfig, data: { images: Float32Array; ids: Int32Array }, stepNumber: number): Promise<Profile> {
+async function profileStep(model: ClipModel<Tensor>, cfg: ClipConfig, data: Data, stepNumber: number): Promise<Profile> {
   const useTimestamps = method === 'timestamps' || (method === 'auto' && engine.info.timestampQuery);
   if (useTimestamps && !engine.info.timestampQuery) throw new Error('--profile-method timestamps: this adapter has no timestamp-query');
   be.beginScope();
   try {
-    const batch = clipBatch(be, cfg, data.images, data.ids);
+    // The batch is made inside the profile: the uint8 upload's normalising kernel is part of the step.
+    const makeBatch = () => clipBatch(be, cfg, MODE.upload === 'u8' ? data.pixels : data.images, data.ids);
+    model.fuse = MODE.fuse;
     if (useTimestamps) {
       engine.startProfile();
-      await be.read(model.step(batch, opt, stepNumber));
+      await be.read(model.step(makeBatch(), opt, stepNumber));
       const times = (await engine.stopProfile())!;
       const kernels = group(times, (k) => k);
       return { method: 'timestamps', kernelMs: times.reduce((a, t) => a + t.ms, 0), dispatches: times.length, kernels, families: group(kernels, family) };
@@ -285,7 +374,7 @@ async function profileStep(model: ClipModel<Tensor>, cfg: ClipConfig, data: { im
       captured.push({ kernel, buffers: buffers.map((t) => new Tensor(engine, t.buffer, t.shape, t.dtype)), params: [...params], workgroups: [...workgroups] as [number, number?, number?] });
     };
     try {
-      await be.read(model.step(batch, opt, stepNumber));
+      await be.read(model.step(makeBatch(), opt, stepNumber));
     } finally {
       engine.onDispatch = undefined;
     }

@@ -11,22 +11,31 @@ test('bench:train --profile: phases per step and a per-kernel table that account
   const out = mkdtempSync(join(tmpdir(), 'dcw-bench-train-'));
   try {
     const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/train.ts', '--gpu', 'opengles', '--tiny', '--only', 'ViT-B-32',
-      '--steps', '1', '--profile', '--quick-init', '--row-kernels', 'workgroup', '--compare-attention', '--out', out], { encoding: 'utf8', env: { EGL_PLATFORM: 'surfaceless', ...process.env } });
+      '--steps', '1', '--profile', '--quick-init', '--row-kernels', 'workgroup', '--compare-attention', '--compare-step', '--submit-every', '16', '--out', out], { encoding: 'utf8', env: { EGL_PLATFORM: 'surfaceless', ...process.env } });
     assert.equal(run.status, 0, run.stderr + run.stdout);
     const result = JSON.parse(readFileSync(join(out, 'train-opengles.json'), 'utf8'));
     const [row] = result.rows;
     assert.equal(row.scale, 'ViT-B-32');
     assert.match(row.attention, /vision T50: tiled, text T77: tiled/);
-    assert.ok(Math.abs(row.msPerStep - (row.uploadMs + row.recordMs + row.waitMs)) < 1e-6);
+    // pipelined steps (as the training loop): ms/step is wall time, at most the sum of the phases plus the step's scope
+    assert.match(row.mode, /u8 upload, fused, submit every \d+, pipelined/);
+    assert.ok(row.msPerStep > 0 && row.msPerStep >= Math.max(row.recordMs, row.waitMs));
+    // --compare-step: each option switched back, and the old path (serial: ms/step is the sum of its phases)
+    const names = row.variants.map((v: { name: string }) => v.name);
+    assert.deepEqual(names, ['f32 upload', 'unfused ops', 'one submit per step', 'serial (loss read every step)', 'all of these (the old path)']);
+    const old = row.variants.at(-1);
+    assert.ok(Math.abs(old.msPerStep - (old.uploadMs + old.recordMs + old.waitMs)) < 1e-6);
+    assert.ok(old.submitsPerStep < row.submitsPerStep, `one submit per step: ${old.submitsPerStep} vs ${row.submitsPerStep}`);
+    assert.ok(row.variants.find((v: { name: string }) => v.name === 'unfused ops').dispatchesPerStep > row.dispatchesPerStep, 'fusion saves dispatches');
     assert.ok(row.rowAttention.msPerStep > 0, 'the per-row attention kernels were timed beside');
     const p = row.profile;
     assert.equal(p.method, 'replay');
     assert.equal(p.dispatches, row.dispatchesPerStep, 'the profiled step records the same dispatches');
     assert.equal(p.kernels.reduce((a: number, k: { calls: number }) => a + k.calls, 0), p.dispatches);
     assert.equal(p.families.reduce((a: number, k: { calls: number }) => a + k.calls, 0), p.dispatches);
-    const names = p.kernels.map((k: { kernel: string }) => k.kernel);
+    const kernelNames = p.kernels.map((k: { kernel: string }) => k.kernel);
     for (const prefix of ['matmul-', 'attention-tiled-t50', 'attention-tiled-causal-t77', 'attentionBackwardKV-tiled', 'adamw', 'layernorm']) {
-      assert.ok(names.some((n: string) => n.startsWith(prefix)), `no ${prefix} kernel in ${names.join(', ')}`);
+      assert.ok(kernelNames.some((n: string) => n.startsWith(prefix)), `no ${prefix} kernel in ${kernelNames.join(', ')}`);
     }
     assert.ok(p.kernelMs > 0 && p.kernels.every((k: { ms: number }) => k.ms >= 0));
     assert.match(run.stdout, /profile \(replay\): \d+ dispatches/);

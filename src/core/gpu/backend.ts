@@ -22,6 +22,10 @@ export interface MatmulArgs<T> {
   /** Adds into `out` instead of allocating. */
   out?: T;
   accumulate?: boolean;
+  /** Also writes GELU of the result (bias included) to this tensor (fused MLP forward). */
+  geluOut?: T;
+  /** Multiplies the product by GELU'(geluGrad): the gradient through a GELU whose input was geluGrad (no accumulate). */
+  geluGrad?: T;
 }
 
 export interface Tokens<T> {
@@ -35,8 +39,17 @@ export interface Backend<T extends BackendTensor = BackendTensor> {
   readonly name: string;
   tensor(data: ArrayLike<number>, shape: readonly number[]): T;
   zeros(shape: readonly number[]): T;
+  /** A tensor whose contents are not defined (to be overwritten); zeros on the CPU. */
+  empty(shape: readonly number[]): T;
   copy(t: T): T;
   read(t: T): Promise<Float32Array | Float64Array>;
+  /**
+   * Images from uint8 pixels [B, C, H, W] (CHW per sample): value = table[c·256 + byte], the channel's
+   * normalisation as a lookup table (augment.ts pixelTable). The GPU uploads the bytes and maps them there.
+   */
+  pixels(data: Uint8Array, shape: readonly number[], table: Float32Array): T;
+  /** Resolves once the work recorded so far has finished (the GPU's queue drained to here); at once on the CPU. */
+  settled(): Promise<void>;
   tokens(ids: ArrayLike<number>, shape: readonly number[]): Tokens<T>;
   beginScope(): void;
   endScope(keep?: readonly T[]): void;
@@ -48,7 +61,8 @@ export interface Backend<T extends BackendTensor = BackendTensor> {
   geluBackward(x: T, dy: T): T;
   sumRows(x: T, rows: number, N: number, out?: T, accumulate?: boolean): T;
   layernorm(x: T, g: T, b: T, rows: number, C: number): { y: T; stats: T };
-  layernormBackward(dy: T, x: T, g: T, stats: T, rows: number, C: number): { dx: T; dgamma: T; dbeta: T };
+  /** With `dxInto`, dx is added into it (x's gradient so far) and returned as dx. */
+  layernormBackward(dy: T, x: T, g: T, stats: T, rows: number, C: number, dxInto?: T): { dx: T; dgamma: T; dbeta: T };
   attention(qkv: T, s: ops.AttentionShape): { out: T; probs: T };
   attentionBackward(dout: T, qkv: T, probs: T, s: ops.AttentionShape): T;
   embedding(tokens: Tokens<T>, table: T, C: number, pos?: { table: T; T: number }): T;
@@ -63,12 +77,33 @@ export interface Backend<T extends BackendTensor = BackendTensor> {
 
 export class GpuBackend implements Backend<Tensor> {
   readonly name = 'webgpu';
+  /** Per-table GPU copies of pixels() lookup tables (kept for the engine's life). */
+  private tables = new WeakMap<Float32Array, Tensor>();
   constructor(readonly engine: Engine) {}
   tensor(data: ArrayLike<number>, shape: readonly number[]): Tensor {
     return this.engine.tensor(data, shape);
   }
+  pixels(data: Uint8Array, shape: readonly number[], table: Float32Array): Tensor {
+    const [, C = 1, H = 1, W = 1] = shape;
+    if (data.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`pixels: ${data.length} bytes do not fill shape ${JSON.stringify(shape)}`);
+    if (table.length !== 256 * C) throw new Error(`pixels: a table of ${table.length} values for ${C} channels`);
+    let t = this.tables.get(table);
+    if (!t) {
+      t = this.engine.detach(this.engine.tensor(table, [table.length]));
+      this.tables.set(table, t);
+    }
+    const bytes = this.engine.empty([Math.ceil(data.length / 4)], 'u32');
+    this.engine.writeBytes(bytes, data);
+    return ops.normalizePixels(this.engine, bytes, t, shape, H * W, C);
+  }
+  settled(): Promise<void> {
+    return this.engine.settled();
+  }
   zeros(shape: readonly number[]): Tensor {
     return this.engine.zeros(shape);
+  }
+  empty(shape: readonly number[]): Tensor {
+    return this.engine.empty(shape);
   }
   copy(t: Tensor): Tensor {
     const out = this.engine.empty(t.shape);
@@ -110,8 +145,8 @@ export class GpuBackend implements Backend<Tensor> {
   layernorm(x: Tensor, g: Tensor, b: Tensor, rows: number, C: number) {
     return ops.layernorm(this.engine, x, g, b, rows, C);
   }
-  layernormBackward(dy: Tensor, x: Tensor, g: Tensor, stats: Tensor, rows: number, C: number) {
-    return ops.layernormBackward(this.engine, dy, x, g, stats, rows, C);
+  layernormBackward(dy: Tensor, x: Tensor, g: Tensor, stats: Tensor, rows: number, C: number, dxInto?: Tensor) {
+    return ops.layernormBackward(this.engine, dy, x, g, stats, rows, C, { dx: dxInto });
   }
   attention(qkv: Tensor, s: ops.AttentionShape) {
     return ops.attention(this.engine, qkv, s);
@@ -156,8 +191,18 @@ export class RefBackend implements Backend<RefTensor> {
   tensor(data: ArrayLike<number>, shape: readonly number[]): RefTensor {
     return t64(Float64Array.from(data), shape);
   }
+  pixels(data: Uint8Array, shape: readonly number[], table: Float32Array): RefTensor {
+    const [, C = 1, H = 1, W = 1] = shape;
+    const plane = H * W;
+    if (data.length !== shape.reduce((a, b) => a * b, 1)) throw new Error(`pixels: ${data.length} bytes do not fill shape ${JSON.stringify(shape)}`);
+    return t64(Float64Array.from(data, (v, e) => table[(Math.floor(e / plane) % C) * 256 + v]!), shape);
+  }
+  async settled(): Promise<void> {}
   zeros(shape: readonly number[]): RefTensor {
     return t64(new Float64Array(shape.reduce((a, b) => a * b, 1)), shape);
+  }
+  empty(shape: readonly number[]): RefTensor {
+    return this.zeros(shape);
   }
   copy(t: RefTensor): RefTensor {
     return t64(t.data.slice(), t.shape);
@@ -172,11 +217,17 @@ export class RefBackend implements Backend<RefTensor> {
   endScope(): void {}
   matmul(a: RefTensor, b: RefTensor, M: number, N: number, K: number, o: MatmulArgs<RefTensor> = {}): RefTensor {
     const r = ref.matmulRef(a.data, b.data, M, N, K, { transA: o.transA, transB: o.transB, batch: o.batch, bias: o.bias?.data });
+    if (o.geluGrad) {
+      if (o.accumulate) throw new Error('matmul: geluGrad with accumulate');
+      r.set(ref.geluBackwardRef(o.geluGrad.data, r));
+    }
     if (o.out) {
       if (o.accumulate) for (let i = 0; i < r.length; i++) o.out.data[i] += r[i]!;
       else o.out.data.set(r);
+      if (o.geluOut) o.geluOut.data.set(ref.geluRef(o.out.data));
       return o.out;
     }
+    if (o.geluOut) o.geluOut.data.set(ref.geluRef(r));
     return t64(r, [M, N]);
   }
   add(a: RefTensor, b: RefTensor): RefTensor {
@@ -203,9 +254,10 @@ export class RefBackend implements Backend<RefTensor> {
     const r = ref.layernormRef(x.data, g.data, b.data, rows, C);
     return { y: t64(r.y, x.shape), stats: t64(r.stats, [rows, 2]) };
   }
-  layernormBackward(dy: RefTensor, x: RefTensor, g: RefTensor, stats: RefTensor, rows: number, C: number) {
+  layernormBackward(dy: RefTensor, x: RefTensor, g: RefTensor, stats: RefTensor, rows: number, C: number, dxInto?: RefTensor) {
     const r = ref.layernormBackwardRef(dy.data, x.data, g.data, stats.data, rows, C);
-    return { dx: t64(r.dx, x.shape), dgamma: t64(r.dgamma, [C]), dbeta: t64(r.dbeta, [C]) };
+    if (dxInto) for (let i = 0; i < r.dx.length; i++) dxInto.data[i] += r.dx[i]!;
+    return { dx: dxInto ?? t64(r.dx, x.shape), dgamma: t64(r.dgamma, [C]), dbeta: t64(r.dbeta, [C]) };
   }
   attention(qkv: RefTensor, s: ops.AttentionShape) {
     const r = ref.attentionRef(qkv.data, s);

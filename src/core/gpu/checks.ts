@@ -87,16 +87,60 @@ export async function checkMatmul(engine: Engine, config?: MatmulConfig, seed = 
   return results;
 }
 
+/**
+ * The fused matmul epilogues the residual blocks use (nn.ts Tape.mlp / linearResidual), for one kernel (default:
+ * the planner's) and split count: bias + GELU written beside the product (Aᵀ-free, Bᵀ: the MLP's first layer),
+ * accumulate + bias (the residual add), and the product times GELU'(X) (the MLP's hidden gradient, nn and nt).
+ */
+export async function checkMatmulEpilogues(engine: Engine, config?: MatmulConfig, seed = 1, splits?: number, unroll?: boolean): Promise<CheckResult[]> {
+  const rng = new Rng(seed);
+  const results: CheckResult[] = [];
+  engine.beginScope();
+  try {
+    for (const s of [{ M: 5, N: 7, K: 3 }, { M: 33, N: 65, K: 17 }, { M: 64, N: 128, K: 36 }, { M: 130, N: 132, K: 20 }]) {
+      const o = { config, splits, unroll };
+      const shape = `${s.M}×${s.N}×${s.K}${splits ? ` split ${splits}` : ''}`;
+      const a = randomArray(rng, s.M * s.K);
+      const b = randomArray(rng, s.K * s.N);
+      const bias = randomArray(rng, s.N);
+      const c0 = randomArray(rng, s.M * s.N);
+      const x = randomArray(rng, s.M * s.N, 2.5);
+      const [ta, tb, tbias] = [engine.tensor(a), engine.tensor(b), engine.tensor(bias)];
+      // bias + GELU (B transposed, as Linear weights are)
+      const g = engine.empty([s.M, s.N]);
+      const pre = matmul(engine, ta, tb, s.M, s.N, s.K, { ...o, transB: true, bias: tbias, geluOut: g });
+      const refPre = matmulRef(a, b, s.M, s.N, s.K, { transB: true, bias });
+      results.push(compare(`matmul ${shape} Bᵀ + bias, GELU fused: pre-activation`, await engine.readF32(pre), refPre));
+      results.push(compare(`matmul ${shape} Bᵀ + bias, GELU fused: activation`, await engine.readF32(g), ref.geluRef(refPre)));
+      // residual + (A·Bᵀ + bias)
+      const acc = engine.tensor(c0);
+      matmul(engine, ta, tb, s.M, s.N, s.K, { ...o, transB: true, bias: tbias, out: acc, accumulate: true });
+      results.push(compare(`matmul ${shape} Bᵀ + bias accumulated (residual)`, await engine.readF32(acc), refPre.map((v, i) => c0[i]! + v)));
+      // (A·B) ⊙ GELU'(X), with B as stored (nn) and transposed
+      for (const transB of [false, true]) {
+        const d = matmul(engine, ta, tb, s.M, s.N, s.K, { ...o, transB, geluGrad: engine.tensor(x) });
+        const want = ref.geluBackwardRef(x, matmulRef(a, b, s.M, s.N, s.K, { transB }));
+        results.push(compare(`matmul ${shape}${transB ? ' Bᵀ' : ''} ⊙ GELU'(X) fused`, await engine.readF32(d), want));
+      }
+    }
+  } finally {
+    engine.endScope();
+  }
+  return results;
+}
+
 /** Every check, for a device self-test (bench/gpu-check.ts runs it on real GPUs): every row-kernel form the device has. */
 export async function allChecks(engine: Engine): Promise<CheckResult[]> {
-  const results = [...(await checkMatmul(engine))];
+  const results = [...(await checkMatmul(engine)), ...(await checkMatmulEpilogues(engine))];
   for (const mode of ops.rowKernelModes(engine)) results.push(...(await checkOps(engine, 11, mode)));
   for (const config of MATMUL_CONFIGS_TO_CHECK) {
     if (config.kind === 'tiled' && tiledConfigError(config, engine)) continue;
     results.push(...(await checkMatmul(engine, config, 5)));
+    results.push(...(await checkMatmulEpilogues(engine, config, 5)));
   }
   // Split-K (3 slices: a full one, a full one and a short last one for most K) on the default kernel.
   results.push(...(await checkMatmul(engine, TILED_DEFAULT, 6, 3)));
+  results.push(...(await checkMatmulEpilogues(engine, TILED_DEFAULT, 6, 3)));
   results.push(...(await checkMatmul(engine, { kind: 'tiled', BM: 32, BN: 32, BK: 4, TM: 4, TN: 4, db: true }, 7, 2)));
   return results;
 }
@@ -177,6 +221,11 @@ async function checkOpsNow(engine: Engine, seed: number): Promise<CheckResult[]>
       out.push(compare(`layernorm backward dx ${rows}×${C}`, await read(gb.dx), rb.dx));
       out.push(compare(`layernorm backward dgamma ${rows}×${C}`, await read(gb.dgamma), rb.dgamma));
       out.push(compare(`layernorm backward dbeta ${rows}×${C}`, await read(gb.dbeta), rb.dbeta));
+      // dx added into a gradient so far (the residual stream's), as the fused tape does
+      const dx0 = rand(rows * C);
+      const into = engine.tensor(dx0);
+      ops.layernormBackward(engine, engine.tensor(dy), engine.tensor(x), engine.tensor(g), stats, rows, C, { dx: into });
+      out.push(compare(`layernorm backward dx added into ${rows}×${C}`, await read(into), rb.dx.map((v, i) => v + dx0[i]!)));
     }
     // attention
     for (const s of [
@@ -244,6 +293,15 @@ async function checkOpsNow(engine: Engine, seed: number): Promise<CheckResult[]>
       const [B, Ch, H, W, P] = [2, 3, 10, 14, 4];
       const img = rand(B * Ch * H * W);
       out.push(compare('im2col (patch embedding)', await read(ops.im2col(engine, engine.tensor(img), B, Ch, H, W, P)), ref.im2colRef(img, B, Ch, H, W, P)));
+    }
+    // uint8 pixels through a normalisation table (training's upload), odd sizes: a partial last word
+    for (const [B, Ch, plane] of [[1, 3, 5], [2, 3, 49], [3, 2, 6]] as const) {
+      const bytes = Uint8Array.from({ length: B * Ch * plane }, () => rng.int(256));
+      const table = rand(256 * Ch);
+      const words = engine.empty([Math.ceil(bytes.length / 4)], 'u32');
+      engine.writeBytes(words, bytes);
+      const got = ops.normalizePixels(engine, words, engine.tensor(table), [B, Ch, plane], plane, Ch);
+      out.push(compare(`pixels ${B}×${Ch}×${plane} through a table`, await read(got), Array.from(bytes, (v, e) => table[(Math.floor(e / plane) % Ch) * 256 + v]!), { atol: Number.MIN_VALUE, rtol: 0 }));
     }
     // CLIP head
     for (const [rows, C] of [[1, 3], [9, 33], [4, 700]] as const) {

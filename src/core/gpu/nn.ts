@@ -26,9 +26,21 @@ export class Param<T extends BackendTensor> extends Var<T> {
   }
 }
 
+export interface TapeOptions {
+  /**
+   * Fused ops (default true): LayerNorm's backward adds straight into its input's gradient, and the residual
+   * block's ops that take fused forms (linearResidual, mlp) use them. False records the unfused ops
+   * (before/after comparisons; both compute the same values up to f32 rounding).
+   */
+  fuse?: boolean;
+}
+
 export class Tape<T extends BackendTensor> {
   private steps: (() => void)[] = [];
-  constructor(readonly be: Backend<T>) {}
+  readonly fuse: boolean;
+  constructor(readonly be: Backend<T>, options: TapeOptions = {}) {
+    this.fuse = options.fuse ?? true;
+  }
 
   record(step: () => void): void {
     this.steps.push(step);
@@ -59,12 +71,63 @@ export class Tape<T extends BackendTensor> {
     this.record(() => {
       const dy = y.grad!;
       this.accumulate(x, this.be.matmul(dy, W.value, rows, inp, out));
-      if (W.grad) this.be.matmul(dy, x.value, out, inp, rows, { transA: true, out: W.grad, accumulate: true });
-      else W.grad = this.be.matmul(dy, x.value, out, inp, rows, { transA: true });
-      if (b) {
-        if (b.grad) this.be.sumRows(dy, rows, out, b.grad, true);
-        else b.grad = this.be.sumRows(dy, rows, out);
-      }
+      this.weightGrads(W, b, dy, x.value, rows);
+    });
+    return y;
+  }
+
+  /** W.grad += dyᵀ·x, b.grad += column sums of dy. */
+  private weightGrads(W: Param<T>, b: Param<T> | undefined, dy: T, x: T, rows: number): void {
+    const [out, inp] = W.value.shape as [number, number];
+    if (W.grad) this.be.matmul(dy, x, out, inp, rows, { transA: true, out: W.grad, accumulate: true });
+    else W.grad = this.be.matmul(dy, x, out, inp, rows, { transA: true });
+    if (b) {
+      if (b.grad) this.be.sumRows(dy, rows, out, b.grad, true);
+      else b.grad = this.be.sumRows(dy, rows, out);
+    }
+  }
+
+  /**
+   * y = residual + x·Wᵀ + b (the residual stream's update): the matmul accumulates onto a copy of the residual
+   * instead of a separate add, and the residual takes y's gradient itself in the backward (no copy).
+   */
+  linearResidual(x: Var<T>, W: Param<T>, b: Param<T> | undefined, residual: Var<T>, rows: number): Var<T> {
+    if (!this.fuse) return this.add(residual, this.linear(x, W, b, rows));
+    const [out, inp] = W.value.shape as [number, number];
+    const yv = this.be.copy(residual.value);
+    this.be.matmul(x.value, W.value, rows, out, inp, { transB: true, bias: b?.value, out: yv, accumulate: true });
+    const y = new Var(yv);
+    this.record(() => {
+      const dy = y.grad!;
+      this.accumulate(x, this.be.matmul(dy, W.value, rows, inp, out));
+      this.weightGrads(W, b, dy, x.value, rows);
+      this.accumulate(residual, dy); // after dy's last use above: the residual's gradient may be added into later
+    });
+    return y;
+  }
+
+  /**
+   * A residual block's MLP: residual + GELU(x·W1ᵀ + b1)·W2ᵀ + b2. Fused, GELU rides in the first matmul's
+   * epilogue (which writes the pre-activation for the backward and the activation), the residual add as in
+   * linearResidual, and GELU's backward in the epilogue of the matmul that makes the hidden gradient.
+   */
+  mlp(x: Var<T>, W1: Param<T>, b1: Param<T>, W2: Param<T>, b2: Param<T>, residual: Var<T>, rows: number): Var<T> {
+    if (!this.fuse) return this.add(residual, this.linear(this.gelu(this.linear(x, W1, b1, rows)), W2, b2, rows));
+    const [hidden, inp] = W1.value.shape as [number, number];
+    const [out] = W2.value.shape as [number, number];
+    const act = this.be.empty([rows, hidden]);
+    const pre = this.be.matmul(x.value, W1.value, rows, hidden, inp, { transB: true, bias: b1.value, geluOut: act });
+    const yv = this.be.copy(residual.value);
+    this.be.matmul(act, W2.value, rows, out, hidden, { transB: true, bias: b2.value, out: yv, accumulate: true });
+    const y = new Var(yv);
+    this.record(() => {
+      const dy = y.grad!;
+      const dpre = this.be.matmul(dy, W2.value, rows, hidden, out, { geluGrad: pre });
+      this.weightGrads(W2, b2, dy, act, rows);
+      this.accumulate(residual, dy);
+      this.accumulate(x, this.be.matmul(dpre, W1.value, rows, inp, hidden));
+      this.weightGrads(W1, b1, dpre, x.value, rows);
+      dpre.dispose();
     });
     return y;
   }
@@ -92,8 +155,10 @@ export class Tape<T extends BackendTensor> {
     const { y: yv, stats } = this.be.layernorm(x.value, g.value, b.value, rows, C);
     const y = new Var(yv);
     this.record(() => {
-      const r = this.be.layernormBackward(y.grad!, x.value, g.value, stats, rows, C);
-      this.accumulate(x, r.dx);
+      // Fused: dx is added into x's gradient so far by the kernel itself (x is usually the residual stream).
+      const into = this.fuse ? x.grad : undefined;
+      const r = this.be.layernormBackward(y.grad!, x.value, g.value, stats, rows, C, into);
+      if (!into) this.accumulate(x, r.dx);
       this.accumulate(g, r.dgamma);
       this.accumulate(b, r.dbeta);
     });

@@ -61,16 +61,15 @@ export function blockParamList<T extends BackendTensor>(b: BlockParams<T>): Para
   return Object.values(b);
 }
 
-/** x [B·T, C] → x + attn(ln1(x)) → + mlp(ln2(·)). */
+/** x [B·T, C] → x + attn(ln1(x)) → + mlp(ln2(·)); fused ops unless the tape says otherwise (Tape.fuse). */
 export function transformerBlock<T extends BackendTensor>(tape: Tape<T>, x: Var<T>, p: BlockParams<T>, s: BlockShape): Var<T> {
   const rows = s.batch * s.seq;
   const h1 = tape.layernorm(x, p.ln1g, p.ln1b, rows);
   const qkv = tape.linear(h1, p.qkvW, p.qkvB, rows);
   const att = tape.attention(qkv, { B: s.batch, T: s.seq, H: s.heads, D: s.width / s.heads, causal: s.causal });
-  const x1 = tape.add(x, tape.linear(att, p.projW, p.projB, rows));
+  const x1 = tape.linearResidual(att, p.projW, p.projB, x, rows);
   const h2 = tape.layernorm(x1, p.ln2g, p.ln2b, rows);
-  const m = tape.linear(tape.gelu(tape.linear(h2, p.fc1W, p.fc1B, rows)), p.fc2W, p.fc2B, rows);
-  return tape.add(x1, m);
+  return tape.mlp(h2, p.fc1W, p.fc1B, p.fc2W, p.fc2B, x1, rows);
 }
 
 export interface TinyLmConfig {

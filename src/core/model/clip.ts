@@ -17,6 +17,7 @@ import type { Backend, BackendTensor, Tokens } from '../gpu/backend.ts';
 import { adamwStep, Param, Tape, type AdamWConfig, type Var } from '../gpu/nn.ts';
 import { transformerBlock, type BlockParams } from '../gpu/transformer.ts';
 import { eotPositions } from '../text/tokenizer.ts';
+import { PIXEL_TABLE } from '../train/augment.ts';
 import { Rng } from '../util/random.ts';
 import { clipOps, type ClipOps } from './clip-ops.ts';
 import { gridTokens, type ClipConfig } from './configs.ts';
@@ -131,6 +132,8 @@ export class ClipModel<T extends BackendTensor> {
   readonly specs: ParamSpec[];
   private readonly visionBlocks: BlockParams<T>[];
   private readonly textBlocks: BlockParams<T>[];
+  /** Records the fused ops (Tape.fuse); false: the unfused ones (before/after comparisons). */
+  fuse = true;
 
   /** Initialised as open_clip does from `seed`, or from a state dict (every name and shape must match). */
   constructor(readonly be: Backend<T>, readonly cfg: ClipConfig, init: { seed: number } | { state: StateDict }) {
@@ -202,7 +205,7 @@ export class ClipModel<T extends BackendTensor> {
 
   /** Forward and backward: gradients land in each Param's `grad`. Returns the outputs (loss [1]). */
   lossAndGradients(batch: ClipBatch<T>): ClipOutputs<T> {
-    const tape = new Tape(this.be);
+    const tape = new Tape(this.be, { fuse: this.fuse });
     const out = this.forward(tape, batch);
     tape.backward();
     return out;
@@ -232,12 +235,18 @@ export class ClipModel<T extends BackendTensor> {
   }
 }
 
-/** A batch on the backend from host arrays: images [B, 3, S, S] and token ids [B, ctx] (EOT = argmax per row). */
-export function clipBatch<T extends BackendTensor>(be: Backend<T>, cfg: ClipConfig, images: ArrayLike<number>, ids: ArrayLike<number>): ClipBatch<T> {
+/**
+ * A batch on the backend from host arrays: images [B, 3, S, S] and token ids [B, ctx] (EOT = argmax per row).
+ * Images are either normalised values, or a Uint8Array of raw CHW pixels (the loader's TrainBatch.pixels),
+ * uploaded as bytes and normalised on the backend with the same float32 values (augment.ts PIXEL_TABLE).
+ */
+export function clipBatch<T extends BackendTensor>(be: Backend<T>, cfg: ClipConfig, images: ArrayLike<number> | Uint8Array, ids: ArrayLike<number>): ClipBatch<T> {
   const S = cfg.vision.imageSize;
   const ctx = cfg.text.contextLength;
   const B = ids.length / ctx;
   if (!Number.isInteger(B) || images.length !== B * 3 * S * S) throw new Error(`batch: ${ids.length} ids and ${images.length} pixels do not make whole samples of ${ctx} tokens and 3×${S}×${S} pixels`);
   const eot = eotPositions(ids, B, ctx);
-  return { images: be.tensor(images, [B, 3, S, S]), tokens: be.tokens(ids, [B, ctx]), eot: clipOps(be).indices(eot), size: B };
+  const shape = [B, 3, S, S];
+  const pixels = images instanceof Uint8Array ? be.pixels(images, shape, PIXEL_TABLE) : be.tensor(images, shape);
+  return { images: pixels, tokens: be.tokens(ids, [B, ctx]), eot: clipOps(be).indices(eot), size: B };
 }

@@ -263,16 +263,41 @@ export function randomResizedCropBox(width: number, height: number, rng: Rng, sc
 const MEAN32 = CLIP_MEAN.map(Math.fround);
 const STD32 = CLIP_STD.map(Math.fround);
 
+/**
+ * ToTensor + Normalize of every byte value as a table: PIXEL_TABLE[c·256 + v] = fround(fround(v / 255) − mean_c)
+ * / std_c, in float32. Training uploads uint8 pixels and maps them through this table on the GPU
+ * (Backend.pixels), which gives the very floats normalizeInto writes.
+ */
+export const PIXEL_TABLE: Float32Array = (() => {
+  const t = new Float32Array(3 * 256);
+  for (let c = 0; c < 3; c++) for (let v = 0; v < 256; v++) t[c * 256 + v] = Math.fround(Math.fround(v / 255) - MEAN32[c]!) / STD32[c]!;
+  return t;
+})();
+
 /** ToTensor + Normalize into `out` (CHW float32) at `offset`: fround(fround(v / 255) − mean) / std, in float32. */
 export function normalizeInto(p: Pixels, out: Float32Array, offset = 0): void {
   if (p.channels !== 3) throw new TypeError('normalizeInto needs an RGB image');
   const plane = p.width * p.height;
   for (let c = 0; c < 3; c++) {
-    const m = MEAN32[c]!;
-    const s = STD32[c]!;
     const base = offset + c * plane;
-    for (let i = 0; i < plane; i++) out[base + i] = Math.fround(Math.fround(p.data[i * 3 + c]! / 255) - m) / s;
+    for (let i = 0; i < plane; i++) out[base + i] = PIXEL_TABLE[c * 256 + p.data[i * 3 + c]!]!;
   }
+}
+
+/** The RGB pixels as CHW bytes into `out` at `offset` (what ToTensor reads, before the division). */
+export function chwInto(p: Pixels, out: Uint8Array, offset = 0): void {
+  if (p.channels !== 3) throw new TypeError('chwInto needs an RGB image');
+  const plane = p.width * p.height;
+  for (let c = 0; c < 3; c++) {
+    const base = offset + c * plane;
+    for (let i = 0; i < plane; i++) out[base + i] = p.data[i * 3 + c]!;
+  }
+}
+
+/** CHW bytes (any number of images) → the normalised CHW float32 values, through PIXEL_TABLE. */
+export function normalizeChw(bytes: Uint8Array, plane: number, out = new Float32Array(bytes.length)): Float32Array {
+  for (let e = 0; e < bytes.length; e++) out[e] = PIXEL_TABLE[(Math.floor(e / plane) % 3) * 256 + bytes[e]!]!;
+  return out;
 }
 
 /** RandomResizedCrop(size, scale (0.9, 1), BICUBIC) of the RGB image: size × size RGB pixels. */
@@ -295,6 +320,11 @@ export function evalCrop(image: RgbaImage, size: number): Pixels {
 /** The training transform into a CHW float32 tensor (3 × size × size) at `offset` of `out`. */
 export function trainTransformInto(image: RgbaImage, size: number, rng: Rng, out: Float32Array, offset = 0): void {
   normalizeInto(trainCrop(image, size, rng), out, offset);
+}
+
+/** The training transform up to ToTensor: the crop's CHW bytes (3 × size × size) at `offset` of `out`. */
+export function trainPixelsInto(image: RgbaImage, size: number, rng: Rng, out: Uint8Array, offset = 0): void {
+  chwInto(trainCrop(image, size, rng), out, offset);
 }
 
 /** The evaluation transform into a CHW float32 tensor (3 × size × size) at `offset` of `out`. */

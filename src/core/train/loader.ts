@@ -28,7 +28,7 @@ import { FormatError } from '../formats/errors.ts';
 import type { ImageCodec } from '../formats/image.ts';
 import { readSamples, type WdsSample } from '../formats/webdataset.ts';
 import { Rng } from '../util/random.ts';
-import { trainTransformInto } from './augment.ts';
+import { normalizeChw, trainPixelsInto } from './augment.ts';
 import type { ShuffleBuffer } from './scales.ts';
 
 /** A shard and how many webdataset samples it holds (from `{n:08d}_stats.json` "successes", or counted). */
@@ -194,8 +194,13 @@ export interface LoaderOptions {
 }
 
 export interface TrainBatch {
-  /** batchSize × 3 × imageSize × imageSize, CHW per sample. */
-  images: Float32Array;
+  /**
+   * The augmented crops as uint8, batchSize × 3 × imageSize × imageSize, CHW per sample: training uploads these
+   * (a quarter of the float32 bytes) and normalises on the backend (Backend.pixels with augment.ts PIXEL_TABLE).
+   */
+  pixels: Uint8Array;
+  /** The same normalised (ToTensor + Normalize, float32), computed on first access. */
+  readonly images: Float32Array;
   /** The captions (`txt`), for the tokenizer. */
   texts: string[];
   /** `__key__` of each sample. */
@@ -322,7 +327,7 @@ export class TrainLoader {
     let finished = false;
     try {
       for (let s = 0; s < steps; s++) {
-        const images = new Float32Array(batchSize * plane);
+        const pixels = new Uint8Array(batchSize * plane);
         const texts: string[] = [];
         const keys: string[] = [];
         while (texts.length < batchSize) {
@@ -356,12 +361,12 @@ export class TrainLoader {
             continue;
           }
           const rng = new Rng(streamSeed(seed, this.position.epoch, STREAM_AUGMENT, emission));
-          trainTransformInto(image, imageSize, rng, images, texts.length * plane);
+          trainPixelsInto(image, imageSize, rng, pixels, texts.length * plane);
           texts.push(text);
           keys.push(got.key);
         }
         this.position = { epoch: this.position.epoch, step: this.position.step + 1, emitted: this.order.emitted };
-        yield { images, texts, keys, position: { ...this.position } };
+        yield trainBatch(pixels, imageSize * imageSize, texts, keys, { ...this.position });
       }
       finished = true;
     } finally {
@@ -374,4 +379,15 @@ export class TrainLoader {
       }
     }
   }
+}
+
+function trainBatch(pixels: Uint8Array, plane: number, texts: string[], keys: string[], position: LoaderPosition): TrainBatch {
+  let images: Float32Array | undefined;
+  return {
+    pixels, texts, keys, position,
+    get images() {
+      images ??= normalizeChw(pixels, plane);
+      return images;
+    },
+  };
 }

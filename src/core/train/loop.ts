@@ -9,7 +9,9 @@
  *     save epoch_{epoch+1} and epoch_latest
  *
  * Each step is recorded into the engine's queue inside one scope (intermediates freed at its end) with no
- * readback, except the logged loss. Stopping (an AbortSignal, or `stopAfterSteps`) saves `epoch_latest` with
+ * readback, except the logged loss. Steps overlap: while the GPU runs step n, the host loads, augments,
+ * uploads (uint8 pixels) and records step n+1; before going on to step n+2 it waits for step n to finish, so at
+ * most two steps are queued (bounded memory for the uploads in flight). Stopping (an AbortSignal, or `stopAfterSteps`) saves `epoch_latest` with
  * the loader's mid-epoch position; resuming from any checkpoint gives the very batches, learning rates and
  * optimizer state an uninterrupted run would have had (checkpoint.ts), hence the same losses.
  */
@@ -152,6 +154,8 @@ export async function trainClip<T extends BackendTensor>(o: TrainOptions<T>): Pr
   let sessionSamples = 0;
   let dropped = 0;
   const shouldStop = () => o.signal?.aborted === true || (o.stopAfterSteps !== undefined && state.step >= o.stopAfterSteps);
+  /** The previous step's work on the backend (see the file comment). */
+  let previous: Promise<void> | undefined;
 
   while (state.step < plan.totalSteps) {
     if (shouldStop()) {
@@ -178,13 +182,17 @@ export async function trainClip<T extends BackendTensor>(o: TrainOptions<T>): Pr
         be.beginScope();
         let loss: number | undefined;
         try {
-          const lossTensor = model.step(clipBatch(be, cfg, batch.images, ids), {
+          const lossTensor = model.step(clipBatch(be, cfg, batch.pixels, ids), {
             lr, beta1: scale.beta1, beta2: scale.beta2, eps: scale.eps, weightDecay: scale.weightDecay,
           }, state.step + 1);
           if (logged) loss = (await be.read(lossTensor))[0]!;
         } finally {
           be.endScope();
         }
+        const queued = be.settled();
+        queued.catch(() => {}); // reported by the await below (or by the next read), not as unhandled
+        await previous;
+        previous = queued;
         if (loss !== undefined) state.losses.push({ step: state.step, loss, lr });
         state.step++;
         state.samplesSeen += scale.batchSize;

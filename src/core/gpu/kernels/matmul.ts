@@ -11,6 +11,10 @@
  *    operand whose contiguous dimension allows it, scalar guarded loads otherwise, vec4 stores of C.
  * Every variant (transposes, batch, bias, accumulate, any size) goes through the same kernel family.
  *
+ * Fused epilogues (each saves an elementwise pass over the output): `geluOut` also writes GELU(C) to a second
+ * tensor (the MLP's first layer: pre-activation for the backward, activation for the next matmul), and
+ * `geluGrad` multiplies the product by GELU'(X) (the MLP's hidden gradient straight out of the nn matmul).
+ *
  * Plans (GPUs): the tile comes from a per-device tuning (tuning.ts, measured by bench/gpu.ts) by a small cost
  * model — padded work, relative kernel speed and how many workgroups fill the device; when the output has too
  * few tiles and K is long, K is split into S chunks whose partial products go to a scratch buffer and are
@@ -18,6 +22,7 @@
  */
 import { paramStruct, type Engine, type Kernel, type ParamLayout, type Tensor } from '../engine.ts';
 import { DEFAULT_GPU_TUNING, type MatmulTuning } from '../tuning.ts';
+import { GELU_HELPERS } from './gelu.ts';
 
 export type MatmulConfig =
   | { kind: 'reg'; wgX: number; wgY: number }
@@ -50,6 +55,10 @@ export interface MatmulOptions {
   splits?: number;
   /** Unrolls the tiled kernels' inner loop (default: on GPUs, not on CPU adapters). */
   unroll?: boolean;
+  /** Also writes GELU of the result (after bias and accumulation) here: same shape as C. */
+  geluOut?: Tensor;
+  /** C = GELU'(geluGrad) ⊙ (alpha·op(A)·op(B) (+ bias)): the backward of a GELU applied to geluGrad; no accumulate. */
+  geluGrad?: Tensor;
 }
 
 const PARAMS: ParamLayout = [
@@ -157,6 +166,12 @@ export function matmul(engine: Engine, a: Tensor, b: Tensor, M: number, N: numbe
   const out = options.out ?? engine.empty(batch > 1 ? [batch, M, N] : [M, N]);
   if (out.size < (batch - 1) * sC + M * N) throw new Error(`matmul: C has ${out.size} elements, needs ${(batch - 1) * sC + M * N}`);
   if (options.bias && options.bias.size !== N) throw new Error(`matmul: bias has ${options.bias.size} elements, N is ${N}`);
+  const gelu = options.geluOut ?? options.geluGrad;
+  if (options.geluOut && options.geluGrad) throw new Error('matmul: geluOut and geluGrad together');
+  if (options.geluGrad && options.accumulate) throw new Error('matmul: geluGrad with accumulate');
+  if (gelu && gelu.size !== out.size) throw new Error(`matmul: the GELU tensor has ${gelu.size} elements, C has ${out.size}`);
+  const fused = { geluOut: !!options.geluOut, geluGrad: !!options.geluGrad };
+  const extra = gelu ? [gelu] : [];
   const plan: MatmulPlan = options.config ? { config: options.config, splits: options.splits ?? 1 } : planMatmul(engine, M, N, K, batch);
   const accumulate = options.accumulate ?? false;
   const alpha = options.alpha ?? 1;
@@ -167,8 +182,8 @@ export function matmul(engine: Engine, a: Tensor, b: Tensor, M: number, N: numbe
   const config = plan.config;
   if (config.kind === 'reg') {
     const aligned = K % 4 === 0 && N % 4 === 0 && (!transA || M % 4 === 0) && sA % 4 === 0 && sB % 4 === 0 && sC % 4 === 0;
-    const variant: Variant = { transA, transB, aligned, aVec: aligned, bVec: aligned, cVec: aligned, accumulate, bias: !!options.bias };
-    const buffers = options.bias ? [a, b, out, options.bias] : [a, b, out];
+    const variant: Variant = { transA, transB, aligned, aVec: aligned, bVec: aligned, cVec: aligned, accumulate, bias: !!options.bias, ...fused };
+    const buffers = [...(options.bias ? [a, b, out, options.bias] : [a, b, out]), ...extra];
     engine.dispatch(matmulKernel(config, variant), buffers, [M, N, K, sA, sB, sC, alpha, K, 1], [Math.ceil(N / 4 / config.wgX), Math.ceil(M / 4 / config.wgY), batch]);
     return out;
   }
@@ -181,8 +196,8 @@ export function matmul(engine: Engine, a: Tensor, b: Tensor, M: number, N: numbe
   const kc = Math.ceil(steps / Math.max(1, plan.splits)) * config.BK;
   const splits = Math.max(1, Math.ceil(K / kc));
   if (splits === 1) {
-    const variant: Variant = { transA, transB, aligned: false, aVec, bVec, cVec, accumulate, bias: !!options.bias, unroll };
-    const buffers = options.bias ? [a, b, out, options.bias] : [a, b, out];
+    const variant: Variant = { transA, transB, aligned: false, aVec, bVec, cVec, accumulate, bias: !!options.bias, unroll, ...fused };
+    const buffers = [...(options.bias ? [a, b, out, options.bias] : [a, b, out]), ...extra];
     engine.dispatch(matmulKernel(config, variant), buffers, [M, N, K, sA, sB, sC, alpha, Math.max(K, 1), 1], [grid[0], grid[1], batch]);
     return out;
   }
@@ -191,7 +206,7 @@ export function matmul(engine: Engine, a: Tensor, b: Tensor, M: number, N: numbe
   const pVec = N % 4 === 0;
   const variant: Variant = { transA, transB, aligned: false, aVec, bVec, cVec: pVec, accumulate: false, bias: false, unroll };
   engine.dispatch(matmulKernel(config, variant), [a, b, partial], [M, N, K, sA, sB, M * N, 1, kc, splits], [grid[0], grid[1], batch * splits]);
-  splitKReduce(engine, partial, out, options.bias, { M, N, batch, splits, sC, alpha, accumulate, vec: pVec && cVec });
+  splitKReduce(engine, partial, out, options.bias, gelu, { M, N, batch, splits, sC, alpha, accumulate, vec: pVec && cVec, ...fused });
   partial.dispose();
   return out;
 }
@@ -209,13 +224,17 @@ interface Variant {
   bias: boolean;
   /** tiled family: unroll the BK loop (GPUs). */
   unroll?: boolean;
+  /** Writes GELU(C) to G as well. */
+  geluOut?: boolean;
+  /** C = gelu_grad(X, ·). */
+  geluGrad?: boolean;
 }
 
 const kernels = new Map<string, Kernel>();
 
 export function matmulKernel(config: MatmulConfig, v: Variant): Kernel {
   const layout = config.kind === 'reg' ? (v.aligned ? '-v4' : '') : `-${v.aVec ? 'a4' : 'a1'}${v.bVec ? 'b4' : 'b1'}${v.cVec ? 'c4' : 'c1'}`;
-  const key = `matmul-${configName(config)}-${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${layout}${v.accumulate ? '-acc' : ''}${v.bias ? '-bias' : ''}${v.unroll && config.kind === 'tiled' ? '-u' : ''}`;
+  const key = `matmul-${configName(config)}-${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${layout}${v.accumulate ? '-acc' : ''}${v.bias ? '-bias' : ''}${fusedKey(v)}${v.unroll && config.kind === 'tiled' ? '-u' : ''}`;
   let k = kernels.get(key);
   if (!k) {
     const code = config.kind === 'reg' ? () => regKernel(config, v) : () => tiledKernel(config, v);
@@ -225,14 +244,27 @@ export function matmulKernel(config: MatmulConfig, v: Variant): Kernel {
   return k;
 }
 
+function fusedKey(v: Variant): string {
+  return v.geluOut ? '-gelu' : v.geluGrad ? '-dgelu' : '';
+}
+
+/** Bindings from C on: C, bias?, G (geluOut) or X (geluGrad), the uniform; `first` is C's binding. */
+function outputBindings(v: Variant, t: string, first: number, withBias = v.bias): string {
+  let at = first;
+  let s = `@group(0) @binding(${at++}) var<storage, read_write> C: array<${t}>;\n`;
+  if (withBias) s += `@group(0) @binding(${at++}) var<storage, read> bias: array<${t}>;\n`;
+  if (v.geluOut) s += `@group(0) @binding(${at++}) var<storage, read_write> G: array<${t}>;\n`;
+  if (v.geluGrad) s += `@group(0) @binding(${at++}) var<storage, read> X: array<${t}>;\n`;
+  s += `@group(0) @binding(${at}) var<uniform> p: Params;\n`;
+  return v.geluOut || v.geluGrad ? s + GELU_HELPERS : s;
+}
+
 function bindings(v: Variant, vec: boolean): string {
   const t = vec ? 'vec4<f32>' : 'f32';
   return `${paramStruct(PARAMS)}
 @group(0) @binding(0) var<storage, read> A: array<${t}>;
 @group(0) @binding(1) var<storage, read> B: array<${t}>;
-@group(0) @binding(2) var<storage, read_write> C: array<${t}>;
-${v.bias ? `@group(0) @binding(3) var<storage, read> bias: array<${t}>;\n` : ''}@group(0) @binding(${v.bias ? 4 : 3}) var<uniform> p: Params;
-`;
+${outputBindings(v, t, 2)}`;
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -258,7 +290,7 @@ ${range(4).map((i) => `    acc${i} += q0 * r${i}.x + q1 * r${i}.y + q2 * r${i}.z
   const clampCols = v.transB ? range(4).map((j) => `  let colc${j} = min(col + ${j}u, p.N - 1u);`).join('\n') : '';
   const store = range(4).map((i) => `  if (row + ${i}u < p.M) {
     let ci = (cBase + (row + ${i}u) * p.N + col) >> 2u;
-    C[ci] = ${epilogue(v, `acc${i}`, 'C[ci]', 'bias[col >> 2u]')};
+    ${storeValue(v, 'ci', `acc${i}`, 'bias[col >> 2u]', true)}
   }`).join('\n');
   return `${bindings(v, true)}
 @compute @workgroup_size(${c.wgX}, ${c.wgY}, 1)
@@ -281,11 +313,20 @@ ${store}
 `;
 }
 
+/** C's new value: alpha·acc (+ bias), added to the old C as one term when accumulating (old + (alpha·acc + bias)). */
 function epilogue(v: Variant, acc: string, old: string, bias: string): string {
   let e = `p.alpha * ${acc}`;
   if (v.bias) e += ` + ${bias}`;
-  if (v.accumulate) e = `${old} + ${e}`;
+  if (v.accumulate) e = `${old} + (${e})`;
   return e;
+}
+
+/** The statement that stores one value (f32 or vec4) at C[ci], with the fused GELU epilogues. */
+function storeValue(v: Variant, ci: string, acc: string, bias: string, vec: boolean): string {
+  const e = epilogue(v, acc, `C[${ci}]`, bias);
+  if (v.geluOut) return `{ let e = ${e}; C[${ci}] = e; G[${ci}] = ${vec ? 'gelu4' : 'gelu_'}(e); }`;
+  if (v.geluGrad) return `C[${ci}] = ${vec ? 'gelu_grad4' : 'gelu_grad'}(X[${ci}], ${e});`;
+  return `C[${ci}] = ${e};`;
 }
 
 function indexA(v: Variant, m: string, k: string): string {
@@ -321,7 +362,7 @@ ${range(4).map((i) => `    acc${i} += loadA(aBase, row + ${i}u, k) * q;`).join('
   }
 ${range(4).map((i) => range(4).map((j) => `  if (row + ${i}u < p.M && col + ${j}u < p.N) {
     let ci = cBase + (row + ${i}u) * p.N + col + ${j}u;
-    C[ci] = ${epilogue(v, `acc${i}[${j}]`, 'C[ci]', `bias[col + ${j}u]`)};
+    ${storeValue(v, 'ci', `acc${i}[${j}]`, `bias[col + ${j}u]`, false)}
   }`).join('\n')).join('\n')}
 }
 `;
@@ -460,11 +501,11 @@ ${compute(0)}
           stores.push(`      { let col = ${col};
         if (col < p.N) {
           let ci = (cBase + row * p.N + col) >> 2u;
-          C[ci] = ${epilogue(v, `acc_${i}_${j4}`, 'C[ci]', 'bias[col >> 2u]')};
+          ${storeValue(v, 'ci', `acc_${i}_${j4}`, 'bias[col >> 2u]', true)}
         } }`);
         } else {
           stores.push(`      { let col = ${col};
-${range(4).map((jj) => `        if (col + ${jj}u < p.N) { let ci = cBase + row * p.N + col + ${jj}u; C[ci] = ${epilogue(v, `acc_${i}_${j4}[${jj}]`, 'C[ci]', `bias[col + ${jj}u]`)}; }`).join('\n')}
+${range(4).map((jj) => `        if (col + ${jj}u < p.N) { let ci = cBase + row * p.N + col + ${jj}u; ${storeValue(v, 'ci', `acc_${i}_${j4}[${jj}]`, `bias[col + ${jj}u]`, false)} }`).join('\n')}
       }`);
         }
       }
@@ -475,9 +516,7 @@ ${range(4).map((jj) => `        if (col + ${jj}u < p.N) { let ci = cBase + row *
   return `${paramStruct(PARAMS)}
 @group(0) @binding(0) var<storage, read> A: array<${t(v.aVec)}>;
 @group(0) @binding(1) var<storage, read> B: array<${t(v.bVec)}>;
-@group(0) @binding(2) var<storage, read_write> C: array<${t(v.cVec)}>;
-${v.bias ? `@group(0) @binding(3) var<storage, read> bias: array<${t(v.cVec)}>;\n` : ''}@group(0) @binding(${v.bias ? 4 : 3}) var<uniform> p: Params;
-const BK = ${BK}u;
+${outputBindings(v, t(v.cVec), 2)}const BK = ${BK}u;
 ${bufs.map((b) => `var<workgroup> As${b}: array<array<vec4<f32>, ${aRow}>, ${BK}>;\nvar<workgroup> Bs${b}: array<array<vec4<f32>, ${bRow}>, ${BK}>;`).join('\n')}
 
 @compute @workgroup_size(${TX}, ${TY}, 1)
@@ -503,20 +542,19 @@ ${stores.join('\n')}
 }
 
 /** Second pass of split-K: out = alpha·Σ_s partial[b·S + s] (+ bias) (+ out), s in increasing order. */
-function splitKReduce(engine: Engine, partial: Tensor, out: Tensor, bias: Tensor | undefined,
-  o: { M: number; N: number; batch: number; splits: number; sC: number; alpha: number; accumulate: boolean; vec: boolean }): void {
+function splitKReduce(engine: Engine, partial: Tensor, out: Tensor, bias: Tensor | undefined, gelu: Tensor | undefined,
+  o: { M: number; N: number; batch: number; splits: number; sC: number; alpha: number; accumulate: boolean; vec: boolean; geluOut: boolean; geluGrad: boolean }): void {
   const w = o.vec ? 4 : 1;
-  const key = `matmul-splitk-reduce${o.vec ? '-v4' : ''}${o.accumulate ? '-acc' : ''}${bias ? '-bias' : ''}`;
+  const fused = { geluOut: o.geluOut, geluGrad: o.geluGrad };
+  const key = `matmul-splitk-reduce${o.vec ? '-v4' : ''}${o.accumulate ? '-acc' : ''}${bias ? '-bias' : ''}${fusedKey(fused as Variant)}`;
   let k = kernels.get(key);
   if (!k) {
     const layout: ParamLayout = [['n', 'u32'], ['mn', 'u32'], ['N', 'u32'], ['S', 'u32'], ['sC', 'u32'], ['alpha', 'f32']];
     const t = o.vec ? 'vec4<f32>' : 'f32';
-    const v: Variant = { transA: false, transB: false, aligned: false, aVec: false, bVec: false, cVec: o.vec, accumulate: o.accumulate, bias: !!bias };
+    const v: Variant = { transA: false, transB: false, aligned: false, aVec: false, bVec: false, cVec: o.vec, accumulate: o.accumulate, bias: !!bias, ...fused };
     const code = () => `${paramStruct(layout)}
 @group(0) @binding(0) var<storage, read> P: array<${t}>;
-@group(0) @binding(1) var<storage, read_write> C: array<${t}>;
-${bias ? `@group(0) @binding(2) var<storage, read> bias: array<${t}>;\n` : ''}@group(0) @binding(${bias ? 3 : 2}) var<uniform> p: Params;
-@compute @workgroup_size(256)
+${outputBindings(v, t, 1)}@compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * 256u;
   if (i >= p.n) { return; }
@@ -525,7 +563,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   var s = P[b * p.S * p.mn + r];
   for (var k = 1u; k < p.S; k++) { s += P[(b * p.S + k) * p.mn + r]; }
   let ci = b * p.sC + r;
-  C[ci] = ${epilogue(v, 's', 'C[ci]', `bias[r % ${o.vec ? '(p.N >> 2u)' : 'p.N'}]`)};
+  ${storeValue(v, 'ci', 's', `bias[r % ${o.vec ? '(p.N >> 2u)' : 'p.N'}]`, o.vec)}
 }
 `;
     k = { key, code, params: layout };
@@ -535,5 +573,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   const n = mn * o.batch;
   const groups = Math.ceil(n / 256);
   const x = Math.min(groups, 65535);
-  engine.dispatch(k, bias ? [partial, out, bias] : [partial, out], [n, mn, o.N, o.splits, o.sC / w, o.alpha], [x, Math.ceil(groups / x)]);
+  engine.dispatch(k, [partial, out, ...(bias ? [bias] : []), ...(gelu ? [gelu] : [])], [n, mn, o.N, o.splits, o.sC / w, o.alpha], [x, Math.ceil(groups / x)]);
 }

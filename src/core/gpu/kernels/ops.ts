@@ -20,6 +20,7 @@
 import { paramStruct, type Engine, type Kernel, type ParamLayout, type Tensor } from '../engine.ts';
 import { DEFAULT_GPU_TUNING } from '../tuning.ts';
 import { tiledAttention, tiledAttentionBackward, tiledAttentionPlan, type TiledAttentionPlan } from './attention.ts';
+import { ERF } from './gelu.ts';
 import { getMatmulTuning } from './matmul.ts';
 
 const WG = 64;
@@ -288,16 +289,6 @@ export function fill(engine: Engine, out: Tensor, value: number): Tensor {
   return out;
 }
 
-/** erf with |error| < 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), the form torch's nn.GELU() uses. */
-const ERF = `
-fn erf_(x: f32) -> f32 {
-  let z = abs(x);
-  let t = 1.0 / (1.0 + 0.5 * z);
-  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-          t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
-  return select(r - 1.0, 1.0 - r, x >= 0.0);
-}`;
-
 /** GELU, exact (erf) form: x·Φ(x). */
 export function gelu(engine: Engine, x: Tensor, out = engine.empty(x.shape)): Tensor {
   run(engine, kernel('gelu', [f32('x'), f32('out', 'read_write')], [], '  let v = x[i];\n  out[i] = 0.5 * v * (1.0 + erf_(v * 0.70710678118654752));', ERF), [x, out], x.size);
@@ -310,6 +301,32 @@ export function geluBackward(engine: Engine, x: Tensor, dy: Tensor, out = engine
   run(engine, kernel('geluBackward', [f32('x'), f32('dy'), f32('dx', 'read_write')], [],
     '  let v = x[i];\n  let cdf = 0.5 * (1.0 + erf_(v * 0.70710678118654752));\n  let pdf = 0.39894228040143268 * exp(-0.5 * v * v);\n  dx[i] = dy[i] * (cdf + v * pdf);', ERF),
   [x, dy, out], x.size);
+  return out;
+}
+
+// ---------------------------------------------------------------- pixels
+
+/**
+ * uint8 pixels → float32 through a per-channel table: out[e] = table[c·256 + byte e], c = (e / plane) mod
+ * channels. `bytes` holds the pixels packed four to a u32 word (little-endian, as a Uint8Array's bytes land in
+ * a storage buffer). Training uploads a batch as uint8 (4× fewer bytes than float32) and normalises here; the
+ * table holds the host's float32 ToTensor + Normalize values, so the result is bit-identical to normalising on
+ * the host.
+ */
+export function normalizePixels(engine: Engine, bytes: Tensor, table: Tensor, shape: readonly number[], plane: number, channels: number): Tensor {
+  const total = shape.reduce((a, b) => a * b, 1);
+  check(bytes, Math.ceil(total / 4), 'normalizePixels bytes');
+  check(table, 256 * channels, 'normalizePixels table');
+  const out = engine.empty(shape);
+  run(engine, kernel('normalizePixels', [u32('src'), f32('table'), f32('out', 'read_write')], [['total', 'u32'], ['plane', 'u32'], ['channels', 'u32']], `
+  let w = src[i];
+  for (var j = 0u; j < 4u; j++) {
+    let e = 4u * i + j;
+    if (e < p.total) {
+      let c = (e / p.plane) % p.channels;
+      out[e] = table[c * 256u + ((w >> (8u * j)) & 255u)];
+    }
+  }`), [bytes, table, out], bytes.size, [total, plane, channels]);
   return out;
 }
 
@@ -415,15 +432,19 @@ export function layernorm(engine: Engine, x: Tensor, gamma: Tensor, beta: Tensor
 }
 
 export function layernormBackward(engine: Engine, dy: Tensor, x: Tensor, gamma: Tensor, stats: Tensor, rows: number, C: number,
-  grads: { dgamma?: Tensor; dbeta?: Tensor; accumulate?: boolean } = {}): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
-  const dx = engine.empty(x.shape);
+  grads: { dgamma?: Tensor; dbeta?: Tensor; accumulate?: boolean; /** adds dx into this tensor (x's gradient so far) */ dx?: Tensor } = {}): { dx: Tensor; dgamma: Tensor; dbeta: Tensor } {
+  if (grads.dx) check(grads.dx, x.size, 'layernormBackward dx');
+  const dx = grads.dx ?? engine.empty(x.shape);
+  // Adding into x's gradient here saves the addInto pass the residual stream would otherwise take.
+  const dxAcc = grads.dx ? 'dx[base + c] + ' : '';
+  const dxKey = grads.dx ? '-acc' : '';
   const mode = rowKernelMode(engine);
   const acc = grads.accumulate ?? false;
   const dgamma = grads.dgamma ?? engine.empty([C]);
   const dbeta = grads.dbeta ?? engine.empty([C]);
   if (mode !== 'thread') {
     const W = rowThreads(engine, C);
-    runRows(engine, rowKernel('layernormBackwardDx', mode, W, [f32('dy'), f32('x'), f32('g'), f32('stats'), f32('dx', 'read_write')], [['C', 'u32']], (r) => `
+    runRows(engine, rowKernel(`layernormBackwardDx${dxKey}`, mode, W, [f32('dy'), f32('x'), f32('g'), f32('stats'), f32('dx', 'read_write')], [['C', 'u32']], (r) => `
   let base = row * p.C;
   let mean = stats[2u * row];
   let rstd = stats[2u * row + 1u];
@@ -439,13 +460,13 @@ export function layernormBackward(engine: Engine, dy: Tensor, x: Tensor, gamma: 
   let tDgXhat = ${r.sum('sumDgXhat')};
   for (var c = t; c < p.C; c += W) {
     let xhat = (x[base + c] - mean) * rstd;
-    dx[base + c] = rstd * (dy[base + c] * g[c] - inv * tDg - xhat * inv * tDgXhat);
+    dx[base + c] = ${dxAcc}rstd * (dy[base + c] * g[c] - inv * tDg - xhat * inv * tDgXhat);
   }`), [dy, x, gamma, stats, dx], rows, [C]);
     columnSums(engine, 'layernormParams', [{ t: dy, b: f32('dy') }, { t: x, b: f32('x') }, { t: stats, b: f32('stats') }],
       ['dy[r * p.N + c] * (x[r * p.N + c] - stats[2u * r]) * stats[2u * r + 1u]', 'dy[r * p.N + c]'], rows, C, [dgamma, dbeta], acc);
     return { dx, dgamma, dbeta };
   }
-  run(engine, kernel('layernormBackwardDx', [f32('dy'), f32('x'), f32('g'), f32('stats'), f32('dx', 'read_write')], [['C', 'u32']], `
+  run(engine, kernel(`layernormBackwardDx${dxKey}`, [f32('dy'), f32('x'), f32('g'), f32('stats'), f32('dx', 'read_write')], [['C', 'u32']], `
   let base = i * p.C;
   let mean = stats[2u * i];
   let rstd = stats[2u * i + 1u];
@@ -459,7 +480,7 @@ export function layernormBackward(engine: Engine, dy: Tensor, x: Tensor, gamma: 
   let inv = 1.0 / f32(p.C);
   for (var c = 0u; c < p.C; c++) {
     let xhat = (x[base + c] - mean) * rstd;
-    dx[base + c] = rstd * (dy[base + c] * g[c] - inv * sumDg - xhat * inv * sumDgXhat);
+    dx[base + c] = ${dxAcc}rstd * (dy[base + c] * g[c] - inv * sumDg - xhat * inv * sumDgXhat);
   }`), [dy, x, gamma, stats, dx], rows, [C]);
   run(engine, kernel(`layernormBackwardParams${acc ? '-acc' : ''}`, [f32('dy'), f32('x'), f32('stats'), f32('dg', 'read_write'), f32('db', 'read_write')], [['rows', 'u32']], `
   var sg = 0.0;
