@@ -58,7 +58,7 @@ const NO_DETECTOR = 'needs language id (fastText lid.176), which did not load in
 let detector: LanguageDetector | undefined;
 let detectorNote = '';
 
-let state: { poolId: string; store: IdbPoolStore; files: MetadataFile[]; fields: readonly Field[] } | undefined;
+let state: { poolId: string; store: IdbPoolStore; files: MetadataFile[]; fields: readonly Field[]; paths: string; info: FilterInfo } | undefined;
 /** Results by spec (most recent last), so comparing and exporting do not run a filter again. */
 const cache = new Map<string, { words: Uint32Array; rows: number; threshold: number | null }>();
 const CACHE_SIZE = 8;
@@ -131,15 +131,25 @@ function spread(words: Uint32Array, n: number): string[] {
 }
 
 const api = {
+  /**
+   * Opens a pool's stored metadata. Opening the pool that is open, with the same metadata files stored, keeps
+   * the results already computed (the Train and Inspect views share a worker and open it in turn).
+   */
   async open(poolId: string): Promise<FilterInfo> {
-    state?.store.close();
-    state = undefined;
-    cache.clear();
     const store = await IdbPoolStore.open(poolId);
     const plan = await store.readPlan<IngestPlan>();
     const stored = new Set((await store.completedFiles()).map((f) => f.path));
+    const metadataPaths = (plan?.listing.metadata ?? []).map((m) => m.path).filter((p) => stored.has(p) && p.endsWith('.parquet'));
+    const paths = JSON.stringify(metadataPaths);
+    if (state && state.poolId === poolId && state.paths === paths) {
+      store.close();
+      return state.info;
+    }
+    state?.store.close();
+    state = undefined;
+    cache.clear();
     const files: MetadataFile[] = [];
-    for (const path of (plan?.listing.metadata ?? []).map((m) => m.path).filter((p) => stored.has(p) && p.endsWith('.parquet'))) {
+    for (const path of metadataPaths) {
       files.push({ name: path.replace(/^.*\//, ''), source: (await store.openFile(path))! });
     }
     const fields = (await metadataSchema(files))?.schema.fields ?? [];
@@ -151,14 +161,15 @@ const api = {
         detectorNote = `fastText did not load: ${(err as Error).message}`;
       }
     }
-    state = { poolId, store, files, fields };
-    return {
+    const info: FilterInfo = {
       poolId,
       metadataFiles: files.length,
       columns: fields.map((f) => ({ name: f.name, type: String(f.type) })),
       languageId: detector !== undefined,
       languageIdNote: detectorNote,
     };
+    state = { poolId, store, files, fields, paths, info };
+    return info;
   },
 
   /** Kept uids (with duplicates, as the official script keeps them), distinct, and rows read. */
@@ -193,6 +204,17 @@ const api = {
     if (bad && !bad.ok) throw new Error(bad.error);
     const bytes = encodeSubsetWords((await run(spec)).words, { sorted: true });
     return Comlink.transfer(bytes, [bytes.buffer]);
+  },
+
+  /**
+   * The uids the spec keeps, as uid words in numpy's order (repeats kept), transferred: the Inspect view hands
+   * them on to the table worker for its keep/drop badges without reading them.
+   */
+  async keptWords(spec: FilterSpec): Promise<Uint32Array> {
+    const bad = check(spec, requireState().fields);
+    if (bad && !bad.ok) throw new Error(bad.error);
+    const words = (await run(spec)).words.slice();
+    return Comlink.transfer(words, [words.buffer]);
   },
 
   recipeJson(spec: FilterSpec): string {

@@ -7,6 +7,7 @@
  * ground truth is never loaded into the table, so no filter or sort can read it.
  */
 import { Type, type Table, type Vector } from 'apache-arrow';
+import { isSortedWords, sortUidWords, uidCount, uidsToWords } from '../src/core/formats/uid.ts';
 
 export interface ColumnInfo {
   name: string;
@@ -36,7 +37,16 @@ export interface PoolTable {
   fileOf: Uint32Array;
   rowInFile: Uint32Array;
   files: string[];
+  /**
+   * Keep/drop badges: bit `slot` of a row is set when badge filter `slot` (0: A, 1: B) keeps its uid;
+   * `markSlots` has bit `slot` set while that filter is chosen (see `markRows`).
+   */
+  marks?: Uint8Array;
+  markSlots?: number;
 }
+
+/** Badge filters A and B. */
+export type MarkSlot = 0 | 1;
 
 export type Range = [min: number | null, max: number | null];
 
@@ -46,6 +56,16 @@ export interface TableQuery {
   /** Inclusive ranges on numeric columns; a row without a value fails a range on that column. */
   ranges?: Record<string, Range>;
   sort?: { column: string; descending: boolean } | null;
+  /** Rows by the badge filters: `a: true` kept by A, `a: false` dropped by A; absent: either. */
+  marks?: { a?: boolean; b?: boolean };
+}
+
+/** Rows in a view that the badge filters keep (null for a filter not chosen). */
+export interface MarkCounts {
+  a: number | null;
+  b: number | null;
+  /** Kept by both (null unless both are chosen). */
+  both: number | null;
 }
 
 export interface RowView {
@@ -56,6 +76,8 @@ export interface RowView {
   values: (number | null)[];
   /** Cosine similarity to the sample a "more like this" ranking started from (only while one is shown). */
   similarity?: number | null;
+  /** Badge bits (bit 0: kept by A, bit 1: kept by B), while a badge filter is chosen. */
+  marks?: number;
 }
 
 export interface Histogram {
@@ -227,7 +249,20 @@ function lowerText(table: PoolTable): string[] {
   return out;
 }
 
-/** Whether the row passes the search and the ranges (all but `except`). */
+/** The mask and bits a row's marks must have for `marks`, or undefined when it asks nothing. */
+function markTest(table: PoolTable, marks: TableQuery['marks']): { mask: number; value: number } | undefined {
+  let mask = 0;
+  let value = 0;
+  for (const [slot, kept] of [[0, marks?.a], [1, marks?.b]] as const) {
+    if (kept === undefined) continue;
+    if (!table.marks || !((table.markSlots ?? 0) & (1 << slot))) throw new Error(`no filter ${slot ? 'B' : 'A'} is chosen for the keep/drop badges`);
+    mask |= 1 << slot;
+    if (kept) value |= 1 << slot;
+  }
+  return mask ? { mask, value } : undefined;
+}
+
+/** Whether the row passes the search, the ranges (all but `except`) and the badge filters. */
 function rowFilter(table: PoolTable, query: TableQuery, except?: string): (row: number) => boolean {
   const terms = (query.search ?? '').toLowerCase().split(/\s+/).filter(Boolean);
   const texts = terms.length ? lowerText(table) : [];
@@ -238,7 +273,9 @@ function rowFilter(table: PoolTable, query: TableQuery, except?: string): (row: 
       if (!values) throw new Error(`no numeric column "${name}"`);
       return { values, lo: lo ?? -Infinity, hi: hi ?? Infinity };
     });
+  const want = markTest(table, query.marks);
   return (row) => {
+    if (want && (table.marks![row]! & want.mask) !== want.value) return false;
     for (const r of ranges) {
       const v = r.values[row]!;
       if (!(v >= r.lo && v <= r.hi)) return false; // NaN (no value) fails too
@@ -334,9 +371,102 @@ export function rowViews(table: PoolTable, order: Uint32Array, start: number, en
       text: table.text[row]!,
       values: numeric.map((v) => (Number.isNaN(v[row]!) ? null : v[row]!)),
       ...(similarity ? { similarity: Number.isNaN(similarity[row]!) ? null : similarity[row]! } : {}),
+      ...(table.markSlots ? { marks: table.marks![row]! } : {}),
     });
   }
   return out;
+}
+
+const uidWordCache = new WeakMap<PoolTable, { words: Uint32Array; valid: Uint8Array }>();
+
+/** Each row's uid as uid words (4 a row); rows whose uid is not 32 hex digits are not `valid` (in no subset). */
+function tableUidWords(table: PoolTable): { words: Uint32Array; valid: Uint8Array } {
+  let got = uidWordCache.get(table);
+  if (!got) {
+    let words: Uint32Array;
+    const valid = new Uint8Array(table.rows).fill(1);
+    try {
+      words = uidsToWords(table.uid, 'metadata');
+    } catch {
+      words = new Uint32Array(table.rows * 4);
+      table.uid.forEach((u, row) => {
+        try {
+          words.set(uidsToWords([u]), row * 4);
+        } catch {
+          valid[row] = 0;
+        }
+      });
+    }
+    got = { words, valid };
+    uidWordCache.set(table, got);
+  }
+  return got;
+}
+
+/** Whether uid `at` of `words` is in `sorted` (numpy's (f0, f1) order, repeats allowed): a binary search. */
+function containsUid(sorted: Uint32Array, n: number, words: Uint32Array, at: number): boolean {
+  // compare f0 high, f0 low, f1 high, f1 low (words 1, 0, 3, 2), as unsigned numbers
+  const k1 = words[at + 1]!, k0 = words[at]!, k3 = words[at + 3]!, k2 = words[at + 2]!;
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const b = mid * 4;
+    const w1 = sorted[b + 1]!, w0 = sorted[b]!, w3 = sorted[b + 3]!, w2 = sorted[b + 2]!;
+    const c = w1 !== k1 ? (w1 < k1 ? -1 : 1) : w0 !== k0 ? (w0 < k0 ? -1 : 1) : w3 !== k3 ? (w3 < k3 ? -1 : 1) : w2 !== k2 ? (w2 < k2 ? -1 : 1) : 0;
+    if (c === 0) return true;
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return false;
+}
+
+/**
+ * Sets badge filter `slot` to the subset `words` (uid words, any order, repeats allowed; sorted here when they
+ * are not): a row is kept when its uid is in the subset, as the resharder keeps samples. `null` clears the
+ * slot. Returns the rows kept (over the whole pool).
+ */
+export function markRows(table: PoolTable, slot: MarkSlot, words: Uint32Array | null): number {
+  const bit = 1 << slot;
+  table.marks ??= new Uint8Array(table.rows);
+  const marks = table.marks;
+  if (!words) {
+    for (let row = 0; row < table.rows; row++) marks[row]! &= ~bit;
+    table.markSlots = (table.markSlots ?? 0) & ~bit;
+    return 0;
+  }
+  const sorted = isSortedWords(words) ? words : sortUidWords(words.slice());
+  const n = uidCount(sorted);
+  const { words: uids, valid } = tableUidWords(table);
+  let kept = 0;
+  for (let row = 0; row < table.rows; row++) {
+    if (valid[row] && containsUid(sorted, n, uids, row * 4)) {
+      marks[row]! |= bit;
+      kept++;
+    } else {
+      marks[row]! &= ~bit;
+    }
+  }
+  table.markSlots = (table.markSlots ?? 0) | bit;
+  return kept;
+}
+
+/** Rows of `order` (a view) that each chosen badge filter keeps, and both. */
+export function markCounts(table: PoolTable, order: Uint32Array): MarkCounts {
+  const slots = table.markSlots ?? 0;
+  const marks = table.marks;
+  let a = 0;
+  let b = 0;
+  let both = 0;
+  if (marks && slots) {
+    for (const row of order) {
+      const m = marks[row]!;
+      a += m & 1;
+      b += (m >> 1) & 1;
+      both += m === 3 ? 1 : 0;
+    }
+  }
+  return { a: slots & 1 ? a : null, b: slots & 2 ? b : null, both: slots === 3 ? both : null };
 }
 
 /** An Arrow row as plain JSON values (int64 as numbers when exact, else strings; lists as arrays). */

@@ -17,9 +17,10 @@ import { embeddingMatrix, embeddingPair, npzPathFor, type EmbeddingKey, type Emb
 import type { IngestPlan } from '../src/core/pool/ingest.ts';
 import { IdbPoolStore } from './idb-pool-store.ts';
 import { BrowserImageCodec } from './image-codec.ts';
+import { decodeSubsetWords, uidCount } from '../src/core/formats/uid.ts';
 import {
-  buildTable, histogram, plainValue, rowViews, runQuery, setDerivedColumn, wantedColumns,
-  type ColumnInfo, type Histogram, type PoolTable, type RowView, type TableQuery,
+  buildTable, histogram, markCounts, markRows, plainValue, rowViews, runQuery, setDerivedColumn, wantedColumns,
+  type ColumnInfo, type Histogram, type MarkCounts, type MarkSlot, type PoolTable, type RowView, type TableQuery,
 } from './pool-table.ts';
 import { DEFAULT_NEAR_THRESHOLD, FINGERPRINT_LIMIT, GROUP_SIZE_COLUMN, NO_EMBEDDINGS, SIMILAR_TOP } from './table-constants.ts';
 
@@ -39,6 +40,15 @@ export interface TableInfo {
   hasSha256: boolean;
   /** Metadata files with their `<stem>.npz` embeddings stored: "more like this" and embedding groups need all. */
   embeddingFiles: number;
+}
+
+/** A badge filter set on the table: the rows it keeps over the whole pool. */
+export interface MarkSummary {
+  slot: MarkSlot;
+  kept: number;
+  rows: number;
+  /** For a subset file: uids in it (repeats counted). */
+  uids?: number;
 }
 
 export type DuplicateMode = 'exact' | 'embedding' | 'fingerprint';
@@ -300,14 +310,33 @@ const api = {
     return next;
   },
 
-  /** Runs a query (and ends a "more like this" ranking); `groups` counts the duplicate groups in view. */
-  query(query: TableQuery): { count: number; groups: number } {
+  /**
+   * Runs a query (and ends a "more like this" ranking); `groups` counts the duplicate groups in view, `marks` the
+   * rows in view that the badge filters keep.
+   */
+  query(query: TableQuery): { count: number; groups: number; marks: MarkCounts } {
     const s = requireState();
     s.order = runQuery(s.table, query);
     s.query = query;
     s.similarity = undefined;
     s.groupsInView = groupsInView(s);
-    return { count: s.order.length, groups: s.groupsInView.length };
+    return { count: s.order.length, groups: s.groupsInView.length, marks: markCounts(s.table, s.order) };
+  },
+
+  /**
+   * Sets badge filter `slot` to the uids a filter keeps (uid words, as the filter worker's `keptWords` hands them
+   * over; transfer them), or clears it (null). The next `query` shows and counts them.
+   */
+  setMarks(slot: MarkSlot, words: Uint32Array | null): MarkSummary {
+    const s = requireState();
+    return { slot, kept: markRows(s.table, slot, words), rows: s.table.rows };
+  },
+
+  /** Sets badge filter `slot` to a subset file (`.npy` as apply_filter.py writes it, or raw records). */
+  setMarksFromSubset(slot: MarkSlot, bytes: Uint8Array, name: string): MarkSummary {
+    const s = requireState();
+    const words = decodeSubsetWords(bytes, name);
+    return { slot, kept: markRows(s.table, slot, words), rows: s.table.rows, uids: uidCount(words) };
   },
 
   rows(start: number, end: number): RowView[] {

@@ -5,8 +5,9 @@
 //   uninterrupted run: checked against the same training in Node) → evaluate → the leaderboard shows the
 //   worker's eval_results.jsonl numbers → an eval_results.jsonl that `dcw evaluate` wrote for the very weights
 //   the page trained is imported beside it (and agrees with it).
-// Main-thread long tasks are recorded by phase (PerformanceObserver 'longtask') and written to
-// test-results/ui-flow-longtasks.json; screenshots of every view go to test-results/.
+// Main-thread long tasks are recorded by phase (PerformanceObserver 'longtask', each with the scripts that the
+// long animation frame it fell in names) and written to test-results/ui-flow-longtasks.json; screenshots of every
+// view go to test-results/.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,8 +41,10 @@ const EXPR = 'min(original_width, original_height) >= 64 and words(text) > 1';
 const LOSS_TOLERANCE = 5e-3;
 /** Metrics of the same weights evaluated in Chromium and in Node: a borderline prediction may flip. */
 const METRIC_TOLERANCE = 0.02;
-/** The longest main-thread task allowed in any phase (the issue's goal is 50 ms; a shared 2-core CI box adds noise). */
-const LONG_TASK_LIMIT_MS = 500;
+/** The longest main-thread task allowed while ingesting and training (the issue's goal). */
+const LONG_TASK_LIMIT_MS = 50;
+/** The Filter view's (its first render and fastText's set-up are not what this measures). */
+const FILTER_LONG_TASK_LIMIT_MS = 500;
 
 const tmp = mkdtempSync(join(tmpdir(), 'dcw-ui-flow-'));
 let pool: SmallPool;
@@ -52,7 +55,14 @@ let basic: { bytes: Uint8Array; kept: number };
 let pausedLosses: TrainState['losses'];
 let resumedState: TrainState;
 let weightsFile: string;
-const longTasks: { phase: string; start: number; duration: number }[] = [];
+interface LongTask {
+  phase: string;
+  start: number;
+  duration: number;
+  /** Scripts of the long animation frame(s) it fell in: what ran ("invoker source:function ms"). */
+  scripts: string[];
+}
+const longTasks: LongTask[] = [];
 
 before(async () => {
   if (BPE_SKIP) return;
@@ -65,11 +75,21 @@ before(async () => {
   await browser.context.addInitScript({
     content: `
       globalThis.__longtasks = [];
-      globalThis.__phase = 'load';
+      globalThis.__frames = [];
+      // phases by start time: an entry is reported after its task, possibly once the next phase began
+      globalThis.__phases = [{ name: 'load', at: 0 }];
+      const phaseAt = (t) => globalThis.__phases.findLast((p) => p.at <= t).name;
       new PerformanceObserver((list) => {
-        for (const e of list.getEntries()) globalThis.__longtasks.push({ phase: globalThis.__phase, start: e.startTime, duration: e.duration });
-      }).observe({ type: 'longtask', buffered: true });`,
+        for (const e of list.getEntries()) globalThis.__longtasks.push({ phase: phaseAt(e.startTime), start: e.startTime, duration: e.duration });
+      }).observe({ type: 'longtask', buffered: true });
+      new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) globalThis.__frames.push({ start: e.startTime, end: e.startTime + e.duration, scripts: e.scripts.map((s) =>
+          \`\${s.invoker} \${String(s.sourceURL).split('/').pop()}:\${s.sourceFunctionName} \${Math.round(s.duration)} ms\`) });
+      }).observe({ type: 'long-animation-frame', buffered: true });`,
   });
+  // DCW_CPU_THROTTLE=N runs the page's main thread N× slower (Chrome's CPU throttling): a slower machine's long tasks
+  const throttle = Number(process.env.DCW_CPU_THROTTLE ?? 1);
+  if (throttle > 1) await (await browser.context.newCDPSession(browser.page)).send('Emulation.setCPUThrottlingRate', { rate: throttle });
   await browser.page.reload();
 });
 
@@ -80,17 +100,23 @@ after(async () => {
 });
 
 async function phase(page: Page, name: string): Promise<void> {
-  await page.evaluate((n) => ((globalThis as unknown as { __phase: string }).__phase = n), name);
+  await page.evaluate((n) => (globalThis as unknown as { __phases: { name: string; at: number }[] }).__phases.push({ name: n, at: performance.now() }), name);
 }
 
-/** Moves the page's long tasks into `longTasks` (before a reload drops them). */
+/** Moves the page's long tasks into `longTasks` (before a reload drops them), with their frames' scripts. */
 async function collectLongTasks(page: Page): Promise<void> {
-  const entries = await page.evaluate(() => {
-    const g = globalThis as unknown as { __longtasks?: { phase: string; start: number; duration: number }[] };
-    return g.__longtasks?.splice(0) ?? null;
+  const got = await page.evaluate(() => {
+    const g = globalThis as unknown as {
+      __longtasks?: Omit<LongTask, 'scripts'>[];
+      __frames?: { start: number; end: number; scripts: string[] }[];
+    };
+    return g.__longtasks && g.__frames ? { tasks: g.__longtasks.splice(0), frames: g.__frames.splice(0) } : null;
   });
-  assert.ok(entries, 'the long-task observer runs in the page');
-  longTasks.push(...entries);
+  assert.ok(got, 'the long-task observer runs in the page');
+  for (const t of got.tasks) {
+    const scripts = got.frames.filter((f) => f.start <= t.start + t.duration && t.start <= f.end).flatMap((f) => f.scripts);
+    longTasks.push({ ...t, scripts });
+  }
 }
 
 function cliFilter(args: string[], label: string): { bytes: Uint8Array; kept: number } {
@@ -321,7 +347,18 @@ test('evaluate: the leaderboard shows the worker\'s results; dcw evaluate\'s fil
 });
 
 test('main-thread long tasks during ingest, filter and training stay short', { skip: BPE_SKIP }, async (t) => {
-  await collectLongTasks(browser.page);
+  const { page } = browser;
+  // the measurement itself: a 60 ms task made on purpose is seen, in its phase
+  await phase(page, 'probe');
+  await page.evaluate(() => setTimeout(() => {
+    const t0 = performance.now();
+    while (performance.now() - t0 < 60);
+  }, 0));
+  await page.waitForFunction(() => (globalThis as unknown as { __longtasks: { phase: string }[] }).__longtasks.some((e) => e.phase === 'probe'), null, { timeout: 10_000 });
+  await collectLongTasks(page);
+  const probe = longTasks.find((e) => e.phase === 'probe');
+  assert.ok(probe && probe.duration >= 60, `the probe's task: ${JSON.stringify(probe)}`);
+  longTasks.splice(longTasks.indexOf(probe), 1);
   const byPhase: Record<string, { count: number; totalMs: number; maxMs: number }> = {};
   for (const e of longTasks) {
     const p = (byPhase[e.phase] ??= { count: 0, totalMs: 0, maxMs: 0 });
@@ -329,10 +366,11 @@ test('main-thread long tasks during ingest, filter and training stay short', { s
     p.totalMs += e.duration;
     p.maxMs = Math.max(p.maxMs, e.duration);
   }
-  writeFileSync(join(SHOTS, 'ui-flow-longtasks.json'), `${JSON.stringify({ limitMs: LONG_TASK_LIMIT_MS, byPhase, entries: longTasks }, null, 2)}\n`);
+  const limits: Record<string, number> = { ingest: LONG_TASK_LIMIT_MS, filter: FILTER_LONG_TASK_LIMIT_MS, train: LONG_TASK_LIMIT_MS, 'train-resumed': LONG_TASK_LIMIT_MS };
+  writeFileSync(join(SHOTS, 'ui-flow-longtasks.json'), `${JSON.stringify({ limitsMs: limits, byPhase, entries: longTasks }, null, 2)}\n`);
   t.diagnostic(`long tasks by phase: ${JSON.stringify(byPhase)}`);
-  for (const ph of ['ingest', 'filter', 'train', 'train-resumed']) {
-    const p = byPhase[ph];
-    if (p) assert.ok(p.maxMs < LONG_TASK_LIMIT_MS, `${ph}: a ${p.maxMs.toFixed(0)} ms long task`);
+  for (const [ph, limit] of Object.entries(limits)) {
+    const worst = longTasks.filter((e) => e.phase === ph).sort((a, b) => b.duration - a.duration)[0];
+    if (worst) assert.ok(worst.duration < limit, `${ph}: a ${worst.duration.toFixed(0)} ms long task (limit ${limit} ms): ${worst.scripts.join('; ') || 'no script named'}`);
   }
 });

@@ -21,27 +21,56 @@ export function trainWorker(): Comlink.Remote<TrainWorkerApi> {
   return train;
 }
 
-/** A filter worker of the Train view's own (it turns a filter spec into the subset .npy, as the Filter view exports it). */
+/**
+ * A filter worker that the Train and Inspect views share (the Train view turns a filter spec into the subset .npy
+ * as the Filter view exports it; Inspect marks its cards with what a filter keeps), so a filter counted in one is
+ * not run again in the other.
+ */
 export function subsetWorker(): Comlink.Remote<FilterWorkerApi> {
   filter ??= Comlink.wrap<FilterWorkerApi>(new Worker(new URL('../../../workers/filter.worker.ts', import.meta.url), { type: 'module', name: 'dcw-subset' }));
   return filter;
 }
 
 /**
- * The curves of the run that trains now. A class, so that Svelte keeps it as it is (no deep proxy over
- * thousands of points); `runs.tick` tells the charts when it grew.
+ * The curves of the run that trains now, as uPlot's columns (x values, y values), grown in place: a step appends
+ * to them and nothing is copied, so the charts' cost does not grow with the run. A class, so that Svelte keeps it
+ * as it is (no deep proxy over thousands of points); `runs.tick` tells the charts when it grew.
  */
 export class TrainSeries {
   /** Logged losses of the whole run (earlier sessions' from the checkpoint, then this session's). */
-  readonly loss: { step: number; loss: number }[] = [];
-  /** Every step of this session: learning rate and samples/s (session average). */
-  readonly steps: { step: number; lr: number; samplesPerSecond: number }[] = [];
+  readonly lossSteps: number[] = [];
+  readonly losses: number[] = [];
+  /** Learning rates: the earlier sessions' logged ones, then every step of this session. */
+  readonly lrSteps: number[] = [];
+  readonly lrs: number[] = [];
+  /** Samples/s (session average) at every step of this session. */
+  readonly rateSteps: number[] = [];
+  readonly rates: number[] = [];
   constructor(readonly runId: string, earlier: readonly { step: number; loss: number; lr: number }[]) {
-    for (const l of earlier) this.loss.push({ step: l.step, loss: l.loss });
-    this.earlierLr = earlier.map((l) => ({ step: l.step, lr: l.lr }));
+    for (const l of earlier) {
+      this.lossSteps.push(l.step);
+      this.losses.push(l.loss);
+      this.lrSteps.push(l.step);
+      this.lrs.push(l.lr);
+    }
   }
-  /** Learning rates logged before this session (with the earlier losses). */
-  readonly earlierLr: { step: number; lr: number }[];
+
+  /** A step of this session (`step`: its 0-based index; `loss` when it was logged). */
+  add(step: number, lr: number, samplesPerSecond: number, loss: number | undefined): void {
+    // a session starts where the checkpoint ended: an earlier point at or past this step is superseded
+    while (this.lrSteps.length && this.lrSteps[this.lrSteps.length - 1]! >= step) {
+      this.lrSteps.pop();
+      this.lrs.pop();
+    }
+    this.lrSteps.push(step);
+    this.lrs.push(lr);
+    this.rateSteps.push(step);
+    this.rates.push(samplesPerSecond);
+    if (loss !== undefined) {
+      this.lossSteps.push(step);
+      this.losses.push(loss);
+    }
+  }
 }
 
 /** Live view of the run that trains now. */
@@ -62,20 +91,26 @@ export interface LiveEvaluation {
   size: number;
 }
 
-export const runs = $state({
-  list: [] as RunRecord[],
-  loaded: false,
-  training: null as LiveTraining | null,
+class RunsState {
+  /**
+   * The stored runs, as read (not deeply reactive: a record's losses and results can be long, and proxying them
+   * cost the main thread; a changed record replaces the array).
+   */
+  list = $state.raw<RunRecord[]>([]);
+  loaded = $state(false);
+  training = $state<LiveTraining | null>(null);
   /** Grows with every step of the training (the charts redraw on it). */
-  tick: 0,
-  evaluating: null as LiveEvaluation | null,
+  tick = $state(0);
+  evaluating = $state<LiveEvaluation | null>(null);
   /** The last problem, with what to do. */
-  error: null as string | null,
+  error = $state<string | null>(null);
   /** The last training throughput measured on this device (the scales' time estimates use it). */
-  throughput: null as DeviceThroughput | null,
+  throughput = $state<DeviceThroughput | null>(null);
   /** Where the CLIP vocabulary comes from: the server, this browser's copy, or nowhere yet. */
-  bpe: 'unknown' as 'unknown' | 'server' | 'stored' | 'missing',
-});
+  bpe = $state<'unknown' | 'server' | 'stored' | 'missing'>('unknown');
+}
+
+export const runs = new RunsState();
 
 export async function refreshRuns(): Promise<void> {
   runs.throughput ??= measuredThroughput();
@@ -90,9 +125,9 @@ export async function refreshRuns(): Promise<void> {
 async function refreshRun(id: string): Promise<void> {
   const record = await getRun(id);
   const i = runs.list.findIndex((r) => r.id === id);
-  if (record && i >= 0) runs.list[i] = record;
-  else if (record) runs.list.push(record);
-  else if (i >= 0) runs.list.splice(i, 1);
+  if (record && i >= 0) runs.list = runs.list.with(i, record);
+  else if (record) runs.list = [...runs.list, record];
+  else if (i >= 0) runs.list = runs.list.filter((r) => r.id !== id);
 }
 
 /** Runs marked as training when the page loads were cut off (a reload, a closed tab): they are paused. */
@@ -218,14 +253,12 @@ export async function startTraining(id: string): Promise<void> {
     if (!t || t.runId !== id) return;
     if (e.kind === 'stage') t.stage = e.detail;
     else if (e.kind === 'checkpoint') {
-      const r = runs.list.find((x) => x.id === id);
-      if (r) r.state = e.state;
+      runs.list = runs.list.map((r) => (r.id === id ? { ...r, state: e.state } : r));
     } else {
       const p = e.progress;
       t.last = p;
       // progress.step counts steps done; the logged loss belongs to the 0-based step just taken
-      series.steps.push({ step: p.step - 1, lr: p.lr, samplesPerSecond: p.samplesPerSecond });
-      if (p.loss !== undefined) series.loss.push({ step: p.step - 1, loss: p.loss });
+      series.add(p.step - 1, p.lr, p.samplesPerSecond, p.loss);
       runs.tick++;
     }
   });
