@@ -6,8 +6,9 @@
  *
  *   npm run bench:train [-- --gpu opengles|vulkan|swiftshader|auto] [--steps 3] [--only cpu-tiny,gpu-small,ViT-B-32]
  *                          [--vit-batch 16] [--batch N (overrides every batch)] [--out DIR] [--tag NAME]
- *                          [--tuning DIR|none] [--attention tiled|rows] [--profile [--profile-method auto|timestamps|replay]]
- *                          [--compare-attention] [--compare-step] [--quick-init] [--row-kernels thread|workgroup|subgroup] [--tiny]
+ *                          [--tuning DIR|none] [--attention head|tiled|rows] [--embedding-grad segments|direct]
+ *                          [--profile [--profile-method auto|timestamps|replay]]
+ *                          [--compare-attention] [--compare-kernels] [--compare-step] [--quick-init] [--row-kernels thread|workgroup|subgroup] [--tiny]
  *                          [--upload u8|f32] [--no-fuse] [--submit-every N] [--serial]
  * On a CPU adapter gpu-small and ViT-B/32 are measured at micro-batches (32 and 4) unless --batch is given.
  * Steps run as `dcw train` runs them (loop.ts): uint8 pixels uploaded and normalised on the GPU, the residual
@@ -25,8 +26,12 @@
  * adapter has them (each dispatch in its own compute pass), else ('replay') by running each kernel's dispatches of
  * that step again on their own, timed by the wall clock around a wait for the GPU. The matmul tuning is the one
  * `dcw train` would use (server/gpu/tuning.ts tuningDirs), or DIR/gpu-tuning.json with --tuning DIR, or the
- * built-in one with --tuning none. --attention rows runs the per-row attention
- * kernels instead of the tiled ones (before/after comparisons). --tiny shrinks every model to one layer of width
+ * built-in one with --tuning none. --attention picks the first attention kernels to try (ops.ts
+ * setAttentionKernels: 'head', one workgroup per (batch, head), the default; 'tiled'; 'rows', per query row) and
+ * --embedding-grad the token-embedding gradient's kernels ('segments', the default, or 'direct', the one-pass
+ * kernel before). --compare-kernels times the same steps again with the kernels before issue #5's round 3 (tiled
+ * attention, direct embedding gradient) and, with --profile, profiles one of those steps too, then prints the
+ * GPU time of attention and the embedding gradient old vs new from the two profiles (same process). --tiny shrinks every model to one layer of width
  * 64 (ViT-B/32 keeps its 50 and 77 tokens and heads of 64; gpu-small its width 192) and batches to 2–4: a CPU test
  * of the device script, not a measurement. --compare-attention times the same steps again with the per-row
  * attention kernels; --quick-init skips open_clip's initialisation (see quickState).
@@ -42,7 +47,10 @@ import { GpuBackend } from '../src/core/gpu/backend.ts';
 import { describeGpu } from '../src/core/gpu/device.ts';
 import { Engine, Tensor, type Kernel } from '../src/core/gpu/engine.ts';
 import { getMatmulTuning, setMatmulTuning } from '../src/core/gpu/kernels/matmul.ts';
-import { attentionKernels, rowKernelMode, setAttentionKernels, setRowKernelMode, type RowKernelMode } from '../src/core/gpu/kernels/ops.ts';
+import {
+  attentionKernels, embeddingBackwardKernels, rowKernelMode, setAttentionKernels, setEmbeddingBackwardKernels, setRowKernelMode,
+  type EmbeddingBackwardKernels, type RowKernelMode,
+} from '../src/core/gpu/kernels/ops.ts';
 import { ClipModel, clipBatch, clipParamSpecs, type StateDict } from '../src/core/model/clip.ts';
 import { clipConfig, gridTokens, type ClipConfig } from '../src/core/model/configs.ts';
 import { normalizeChw } from '../src/core/train/augment.ts';
@@ -59,7 +67,9 @@ const { values } = parseArgs({
     out: { type: 'string', default: resolve(import.meta.dirname, 'out') },
     tag: { type: 'string' },
     tuning: { type: 'string' },
-    attention: { type: 'string', default: 'tiled' },
+    attention: { type: 'string', default: 'head' },
+    'embedding-grad': { type: 'string', default: 'segments' },
+    'compare-kernels': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     'profile-method': { type: 'string', default: 'auto' },
     tiny: { type: 'boolean', default: false },
@@ -76,7 +86,10 @@ const { values } = parseArgs({
 if (!['u8', 'f32'].includes(values.upload!)) throw new Error(`--upload: u8 or f32 (got ${values.upload})`);
 const method = values['profile-method']!;
 if (!['auto', 'timestamps', 'replay'].includes(method)) throw new Error(`--profile-method: one of auto, timestamps, replay (got ${method})`);
-if (!['tiled', 'rows'].includes(values.attention!)) throw new Error(`--attention: tiled or rows (got ${values.attention})`);
+if (!['head', 'tiled', 'rows'].includes(values.attention!)) throw new Error(`--attention: head, tiled or rows (got ${values.attention})`);
+if (!['segments', 'direct'].includes(values['embedding-grad']!)) throw new Error(`--embedding-grad: segments or direct (got ${values['embedding-grad']})`);
+const ATTENTION = values.attention as 'head' | 'tiled' | 'rows';
+const EMBEDDING_GRAD = values['embedding-grad'] as EmbeddingBackwardKernels;
 
 /** One layer of width 64 (heads of 64), same image and context sizes: the shapes' structure at a CPU's cost. */
 function tinyConfig(cfg: ClipConfig): ClipConfig {
@@ -130,7 +143,8 @@ const be = new GpuBackend(engine);
 const device = `${gpu.backend}: ${describeGpu(gpu.info)}`;
 // As `dcw train`: the matmul tuning stored for this adapter where training looks for it, unless told otherwise.
 const tuning = values.tuning === 'none' ? 'built-in' : (loadStoredTuning(engine, values.tuning ? [values.tuning] : undefined) ?? 'built-in (none stored for this adapter)');
-if (values.attention === 'rows') setAttentionKernels(engine, 'rows');
+setAttentionKernels(engine, ATTENTION);
+setEmbeddingBackwardKernels(engine, EMBEDDING_GRAD);
 if (values['row-kernels']) setRowKernelMode(engine, values['row-kernels'] as RowKernelMode);
 // A CPU adapter (llvmpipe, SwiftShader) takes minutes per step at gpu-small's batch of 512: measure a micro-batch
 // there (samples/s of a step barely depends on the batch once it fills the cores).
@@ -150,7 +164,7 @@ if (values.tiny) {
     c.note = 'tiny shapes: a test of the bench, not a measurement';
   }
 } else if (values.batch) for (const c of cases) c.batch = Number(values.batch);
-console.log(`device: ${device}; rows: ${rowKernelMode(engine)}; matmul tuning: ${tuning}; attention: ${values.attention}`);
+console.log(`device: ${device}; rows: ${rowKernelMode(engine)}; matmul tuning: ${tuning}; attention: ${values.attention}; embedding gradient: ${embeddingBackwardKernels(engine)}`);
 
 interface KernelTime { kernel: string; calls: number; ms: number }
 interface Profile {
@@ -172,6 +186,8 @@ interface Row {
   mode?: string;
   /** --compare-attention: the same steps with the per-row attention kernels. */
   rowAttention?: { msPerStep: number; samplesPerSecond: number; uploadMs: number; recordMs: number; waitMs: number };
+  /** --compare-kernels: the same steps with the kernels before round 3 (and their profile, with --profile). */
+  previousKernels?: Timing & { kernels: string; samplesPerSecond: number; profile?: Profile };
   /** --compare-step: the same steps with options switched back (the last: all of them, the old path). */
   variants?: Variant[];
 }
@@ -268,17 +284,30 @@ for (const c of cases) {
         row.variants.push({ name, ...t, samplesPerSecond: (1000 * c.batch) / t.msPerStep });
       }
     }
-    if (values['compare-attention'] && row.attention.includes('tiled')) {
+    if (values['compare-attention'] && /head|tiled/.test(row.attention)) {
       // The same model and batch with the per-row attention kernels: the tiled kernels' gain, same process.
       setAttentionKernels(engine, 'rows');
       try {
         const before = await timeSteps(model, c.cfg, data, steps);
         row.rowAttention = { ...before, samplesPerSecond: (1000 * c.batch) / before.msPerStep };
       } finally {
-        setAttentionKernels(engine, values.attention === 'rows' ? 'rows' : undefined);
+        setAttentionKernels(engine, ATTENTION);
       }
     }
     if (values.profile) row.profile = await profileStep(model, c.cfg, data, ++stepNumber);
+    if (values['compare-kernels']) {
+      // The kernels before round 3 of issue #5, same model, batch and process: what the new ones gained.
+      setAttentionKernels(engine, 'tiled');
+      setEmbeddingBackwardKernels(engine, 'direct');
+      try {
+        const t = await timeSteps(model, c.cfg, data, steps);
+        row.previousKernels = { ...t, kernels: 'tiled attention, direct embedding gradient', samplesPerSecond: (1000 * c.batch) / t.msPerStep };
+        if (values.profile) row.previousKernels.profile = await profileStep(model, c.cfg, data, ++stepNumber);
+      } finally {
+        setAttentionKernels(engine, ATTENTION);
+        setEmbeddingBackwardKernels(engine, EMBEDDING_GRAD);
+      }
+    }
   } catch (err) {
     row.error = (err as Error).message.split('\n')[0];
   } finally {
@@ -294,12 +323,13 @@ for (const c of cases) {
   }
   if (row.rowAttention) console.log(`  with per-row attention kernels instead: ${row.rowAttention.msPerStep.toFixed(1)} ms/step, ${row.rowAttention.samplesPerSecond.toFixed(1)} samples/s (upload ${row.rowAttention.uploadMs.toFixed(1)} + record ${row.rowAttention.recordMs.toFixed(1)} + wait ${row.rowAttention.waitMs.toFixed(1)} ms)`);
   if (row.profile) printProfile(row, row.profile);
+  if (row.previousKernels) printPrevious(row, row.previousKernels);
 }
 const rowKernels = rowKernelMode(engine);
 engine.destroy();
 mkdirSync(values.out!, { recursive: true });
 const file = join(values.out!, `train-${gpu.backend}${values.tag ? `-${values.tag}` : ''}.json`);
-writeFileSync(file, `${JSON.stringify({ device, steps, rowKernels, tuning, attention: values.attention, mode: modeName(MODE), tiny: values.tiny, rows }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ device, steps, rowKernels, tuning, attention: values.attention, embeddingGrad: EMBEDDING_GRAD, mode: modeName(MODE), tiny: values.tiny, rows }, null, 2)}\n`);
 console.log(`wrote ${file}`);
 process.exit(rows.some((r) => r.error) ? 1 : 0);
 
@@ -409,4 +439,20 @@ function printProfile(row: Row, p: Profile): void {
   for (const f of p.families) console.log(line(f));
   console.log(`  ${'kernel (top 25)'.padEnd(64)}`);
   for (const k of p.kernels.slice(0, 25)) console.log(line(k));
+}
+
+/** --compare-kernels: the step with the previous kernels, and the kernel kinds they differ in, old → new (GPU ms). */
+function printPrevious(row: Row, prev: NonNullable<Row['previousKernels']>): void {
+  console.log(`  with the previous kernels (${prev.kernels}): ${prev.msPerStep.toFixed(1)} ms/step, ${prev.samplesPerSecond.toFixed(1)} samples/s (upload ${prev.uploadMs.toFixed(1)} + record ${prev.recordMs.toFixed(1)} + wait ${prev.waitMs.toFixed(1)} ms); now ${row.msPerStep.toFixed(1)} ms/step`);
+  if (!row.profile || !prev.profile) return;
+  const ms = (p: Profile, kind: string) => p.families.find((f) => f.kernel === kind)?.ms ?? 0;
+  console.log(`  GPU ms per step, previous kernels → now (${prev.profile.method}):`);
+  for (const kind of ['attention', 'attention backward', 'embeddingBackward']) {
+    console.log(`    ${kind.padEnd(24)} ${ms(prev.profile, kind).toFixed(3).padStart(9)} → ${ms(row.profile, kind).toFixed(3).padStart(9)}`);
+  }
+  console.log(`    ${'all kernels'.padEnd(24)} ${prev.profile.kernelMs.toFixed(3).padStart(9)} → ${row.profile.kernelMs.toFixed(3).padStart(9)}`);
+  const mine = (k: string) => /^(attention|embeddingBackward)/.test(k);
+  for (const k of [...prev.profile.kernels, ...row.profile.kernels].filter((x) => mine(x.kernel))) {
+    console.log(`    ${k.kernel.slice(0, 60).padEnd(60)} ${String(k.calls).padStart(4)} ${k.ms.toFixed(3).padStart(9)}`);
+  }
 }

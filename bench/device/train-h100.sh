@@ -7,7 +7,10 @@
 #  3) bench:train for ViT-B/32 at batch 256 and gpu-small at 512 with that tuning: phases per step (upload, record,
 #     wait) of pipelined steps as `dcw train` runs them (uint8 upload, fused ops, chunked submits), then the same
 #     steps with each of those switched back, the built-in tuning, and the old path, all in one process
-#     (--compare-step); the per-row attention kernels beside; a per-kernel GPU profile of one step.
+#     (--compare-step); the per-row attention kernels beside; a per-kernel GPU profile of one step; and the same
+#     steps and profile with the kernels before round 3 (tiled attention, one-pass embedding gradient:
+#     --compare-kernels), printed as "GPU ms per step, previous kernels → now" for attention, attention backward
+#     and embeddingBackward.
 # Carry what prepare-carry.sh packs (.dev: node, dawn.node, the bundled bench scripts) and .gl/*.deb (the Vulkan
 # loader and glvnd, as for gpu-h100.sh). Writes train-h100.log, gpu-check-<backend>-ops.json, gpu-tuning.json and
 # train-<backend>.json to $OUT (default bench/out). Budget: under 4 minutes (limits 60 + 60 + 150 (+ 60) s; about
@@ -55,7 +58,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 ts_cmd() { if [ -f ".dev/$1.mjs" ]; then echo "$NODE .dev/$1.mjs"; else echo "$NODE --import tsx bench/$1.ts"; fi; }
 
 # 1) Every non-matmul kernel against the float64 reference, in each row-kernel form (thread / workgroup / subgroup),
-#    with the tiled attention at CLIP's shapes (T 50 and 77, heads of 64, causal and not) and with 16 KiB tiles.
+#    with the per-(batch, head) and the tiled attention at CLIP's shapes (T 50, 77, 65, 32, heads of 64, causal and
+#    not), each also planned for less workgroup memory (20 and 16 KiB), and both embedding-gradient forms.
 # (~20 s on an H100, most of it pipeline compilation; minutes on SwiftShader, hence the longer TINY limit.)
 limit=${CHECK_TIMEOUT:-60}
 [ -n "${TINY:-}" ] && limit=${CHECK_TIMEOUT:-900}
@@ -72,7 +76,7 @@ echo "== matmul tuning exit ${PIPESTATUS[0]} ($(( $(date +%s) - started )) s)"
 #    not change the speed. TINY: one-layer models at batch 2 with the GPU row-kernel forms, to test this script.
 nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv 2>/dev/null || true
 if [ -n "${TINY:-}" ]; then size=(--tiny --row-kernels workgroup --steps 1); else size=(--vit-batch 256 --steps 5); fi
-timeout 150 $(ts_cmd train) --gpu "$BACKEND" --only ViT-B-32,gpu-small "${size[@]}" --profile --compare-attention --compare-step --quick-init --tuning "$OUT" --out "$OUT"
+timeout 150 $(ts_cmd train) --gpu "$BACKEND" --only ViT-B-32,gpu-small "${size[@]}" --profile --compare-kernels --compare-attention --compare-step --quick-init --tuning "$OUT" --out "$OUT"
 train=$?
 echo "== bench:train exit $train ($(( $(date +%s) - started )) s)"
 if [ "$train" -ne 0 ]; then

@@ -11,12 +11,12 @@ test('bench:train --profile: phases per step and a per-kernel table that account
   const out = mkdtempSync(join(tmpdir(), 'dcw-bench-train-'));
   try {
     const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/train.ts', '--gpu', 'opengles', '--tiny', '--only', 'ViT-B-32',
-      '--steps', '1', '--profile', '--quick-init', '--row-kernels', 'workgroup', '--compare-attention', '--compare-step', '--submit-every', '16', '--out', out], { encoding: 'utf8', env: { EGL_PLATFORM: 'surfaceless', ...process.env } });
+      '--steps', '1', '--profile', '--quick-init', '--row-kernels', 'workgroup', '--compare-attention', '--compare-kernels', '--compare-step', '--submit-every', '16', '--out', out], { encoding: 'utf8', env: { EGL_PLATFORM: 'surfaceless', ...process.env } });
     assert.equal(run.status, 0, run.stderr + run.stdout);
     const result = JSON.parse(readFileSync(join(out, 'train-opengles.json'), 'utf8'));
     const [row] = result.rows;
     assert.equal(row.scale, 'ViT-B-32');
-    assert.match(row.attention, /vision T50: tiled, text T77: tiled/);
+    assert.match(row.attention, /vision T50: head, text T77: head/);
     // pipelined steps (as the training loop): ms/step is wall time, at most the sum of the phases plus the step's scope
     assert.match(row.mode, /u8 upload, fused, submit every \d+, pipelined/);
     assert.ok(row.msPerStep > 0 && row.msPerStep >= Math.max(row.recordMs, row.waitMs));
@@ -34,11 +34,20 @@ test('bench:train --profile: phases per step and a per-kernel table that account
     assert.equal(p.kernels.reduce((a: number, k: { calls: number }) => a + k.calls, 0), p.dispatches);
     assert.equal(p.families.reduce((a: number, k: { calls: number }) => a + k.calls, 0), p.dispatches);
     const kernelNames = p.kernels.map((k: { kernel: string }) => k.kernel);
-    for (const prefix of ['matmul-', 'attention-tiled-t50', 'attention-tiled-causal-t77', 'attentionBackwardKV-tiled', 'adamw', 'layernorm']) {
+    for (const prefix of ['matmul-', 'attention-head-t50', 'attention-head-causal-t77', 'attentionBackwardKV-head', 'embeddingBackward-seg', 'adamw', 'layernorm']) {
       assert.ok(kernelNames.some((n: string) => n.startsWith(prefix)), `no ${prefix} kernel in ${kernelNames.join(', ')}`);
     }
     assert.ok(p.kernelMs > 0 && p.kernels.every((k: { ms: number }) => k.ms >= 0));
     assert.match(run.stdout, /profile \(replay\): \d+ dispatches/);
+    // --compare-kernels: the same steps and profile with the kernels before (tiled attention, one-pass embedding gradient)
+    const before = row.previousKernels;
+    assert.ok(before.msPerStep > 0);
+    const beforeNames = before.profile.kernels.map((k: { kernel: string }) => k.kernel);
+    for (const name of ['attention-tiled-t50', 'attention-tiled-causal-t77', 'attentionBackwardQ-tiled', 'embeddingBackward']) {
+      assert.ok(beforeNames.some((n: string) => n === name || n.startsWith(`${name}-`)), `no ${name} kernel in ${beforeNames.join(', ')}`);
+    }
+    assert.ok(!beforeNames.some((n: string) => /-head|-seg/.test(n)));
+    assert.match(run.stdout, /GPU ms per step, previous kernels → now[^\n]*\n\s+attention\s+[\d.]+ →\s+[\d.]+/);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

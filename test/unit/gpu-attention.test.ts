@@ -1,7 +1,9 @@
-// The tiled attention kernels (kernels/attention.ts): when they are chosen, tile plans under core WebGPU's 16 KiB
-// of workgroup memory, bit-identical reruns, and agreement with the per-row kernels on CLIP's shapes; the engine's
-// per-dispatch GPU profile; and the stored matmul tuning that training picks up. (The float64 reference checks of
-// the tiled kernels run in every row-kernel form in gpu-rows.test.ts, via checks.ts.)
+// The attention kernels per (batch, head) (kernels/attention-head.ts) and tiled (kernels/attention.ts): when
+// each is chosen, plans within the workgroup memory they are given (down to core WebGPU's 16 KiB for the tiled
+// ones), bit-identical reruns, and agreement with the per-row kernels on CLIP's shapes; the token index behind the
+// embedding gradient; the engine's per-dispatch GPU profile; and the stored matmul tuning that training picks up.
+// (The float64 reference checks of every attention and embedding-gradient form run in every row-kernel form in
+// gpu-rows.test.ts, via checks.ts.)
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +13,7 @@ import { openDawn } from '../../server/gpu/dawn.ts';
 import { loadStoredTuning, saveTuning, tuningDirs } from '../../server/gpu/tuning.ts';
 import { Engine, type Tensor } from '../../src/core/gpu/engine.ts';
 import { setTiledAttentionMemory, tiledAttentionPlan } from '../../src/core/gpu/kernels/attention.ts';
+import { headAttentionPlan } from '../../src/core/gpu/kernels/attention-head.ts';
 import { getMatmulTuning, setMatmulTuning } from '../../src/core/gpu/kernels/matmul.ts';
 import * as ops from '../../src/core/gpu/kernels/ops.ts';
 import { DEFAULT_GPU_TUNING } from '../../src/core/gpu/tuning.ts';
@@ -30,19 +33,88 @@ after(() => {
 const IMAGE = { B: 2, T: 50, H: 2, D: 64, causal: false };
 const TEXT = { B: 1, T: 77, H: 2, D: 64, causal: true };
 
-test('tiled kernels: GPU row forms only, T ≤ 128 and heads a multiple of 4 wide', () => {
+test('per-head and tiled kernels: GPU row forms only, T ≤ 128 and heads a multiple of 4 wide; forced down the list', () => {
   assert.equal(ops.attentionKernels(gl, IMAGE), 'thread', 'CPU adapters keep one thread per query');
   ops.setRowKernelMode(gl, 'workgroup');
   try {
-    assert.equal(ops.attentionKernels(gl, IMAGE), 'tiled');
-    assert.equal(ops.attentionKernels(gl, TEXT), 'tiled');
+    assert.equal(ops.attentionKernels(gl, IMAGE), 'head');
+    assert.equal(ops.attentionKernels(gl, TEXT), 'head');
+    // 128 keys of 128 channels: the score tile and a chunk of keys exceed 32 KiB; the tiled kernels take it.
+    assert.equal(ops.attentionKernels(gl, { ...IMAGE, T: 128, D: 128 }), 'tiled');
     assert.equal(ops.attentionKernels(gl, { ...IMAGE, T: 129 }), 'rows');
     assert.equal(ops.attentionKernels(gl, { ...IMAGE, D: 66 }), 'rows');
+    ops.setAttentionKernels(gl, 'tiled');
+    assert.equal(ops.attentionKernels(gl, TEXT), 'tiled');
     ops.setAttentionKernels(gl, 'rows');
     assert.equal(ops.attentionKernels(gl, TEXT), 'rows');
   } finally {
     ops.setAttentionKernels(gl, undefined);
     ops.setRowKernelMode(gl, undefined);
+  }
+});
+
+test('per-head plans: one chunk of keys where the memory holds them, chunks under less, else the tiled kernels', () => {
+  const limit = gl.info.limits.maxComputeWorkgroupStorageSize!;
+  for (const memory of [undefined, 49152, 20480, 16384]) {
+    setTiledAttentionMemory(gl, memory);
+    try {
+      const budget = Math.min(memory ?? Infinity, limit);
+      for (const [T, D] of [[50, 64], [77, 64], [65, 64], [32, 64], [1, 4], [13, 8], [128, 128]] as const) {
+        const plan = headAttentionPlan(gl, T, D);
+        // The score tile (odd stride) and at least 8 staged rows of keys must fit, and 8 rows of q and dO.
+        const fits = 4 * T * (T | 1) + 4 * Math.min(T, 8) * D <= budget && 8 * Math.min(T, 8) * D <= budget;
+        assert.equal(plan !== undefined, fits, `${T}×${D} under ${budget}`);
+        if (!plan) continue;
+        assert.ok(plan.sharedBytes <= budget && plan.sharedBytesKV <= budget, `${T}×${D}: ${plan.sharedBytes}, ${plan.sharedBytesKV} > ${budget}`);
+        assert.ok(plan.NT >= T && plan.NT % 32 === 0 && plan.TP % 2 === 1 && plan.KC <= T && plan.QC <= T);
+        // As many keys per chunk as fit: one more would not.
+        if (plan.KC < T) assert.ok(plan.sharedBytes + 4 * D > budget);
+      }
+    } finally {
+      setTiledAttentionMemory(gl, undefined);
+    }
+  }
+  // This machine's adapters offer 32 KiB: the text tower's 77 keys come in chunks; the image tower's 50 in one.
+  assert.ok(headAttentionPlan(gl, 77, 64)!.KC < 77);
+  assert.equal(headAttentionPlan(gl, 50, 64)!.KC, 50);
+  // Under 16 KiB the text tower's 77×77 score tile does not fit (the tiled kernels take it); the image tower's
+  // 50×51 does, with its keys in chunks.
+  setTiledAttentionMemory(gl, 16384);
+  ops.setRowKernelMode(gl, 'workgroup');
+  try {
+    assert.equal(ops.attentionKernels(gl, TEXT), 'tiled');
+    assert.equal(ops.attentionKernels(gl, IMAGE), 'head');
+    assert.ok(headAttentionPlan(gl, 50, 64)!.KC < 50);
+  } finally {
+    ops.setRowKernelMode(gl, undefined);
+    setTiledAttentionMemory(gl, undefined);
+  }
+});
+
+test('token index: ids ascending, positions ascending within each, segments of at most 64 that never span two ids', async () => {
+  const rng = new Rng(9);
+  // A padded caption batch: most positions hold id 0 (many segments), a few repeated and single ids.
+  const ids = Array.from({ length: 6 * 77 }, (_, i) => (i % 77 < 2 + (i % 7) ? 1 + rng.int(20) : 0));
+  const index = ops.tokenIndex(gl, ids, [6, 77]);
+  try {
+    const [unique, starts, positions, segments, first] = await Promise.all(
+      [index.unique, index.starts, index.positions, index.segments, index.firstSegment].map((t) => gl.read(t)));
+    const want = [...new Set(ids)].sort((a, b) => a - b);
+    assert.deepEqual([...unique!], want);
+    assert.equal(index.uniqueCount, want.length);
+    for (let u = 0; u < want.length; u++) {
+      const at = [...positions!.slice(starts![u]!, starts![u + 1]!)];
+      assert.deepEqual(at, ids.flatMap((id, i) => (id === want[u] ? [i] : [])), `positions of id ${want[u]}`);
+      const segs = [...segments!.slice(first![u]!, first![u + 1]! + 1)];
+      assert.equal(segs[0], starts![u]);
+      assert.equal(segs.at(-1), starts![u + 1]);
+      assert.equal(segs.length - 1, Math.ceil(at.length / ops.EMBEDDING_SEGMENT));
+      for (let k = 1; k < segs.length; k++) assert.ok(segs[k]! - segs[k - 1]! <= ops.EMBEDDING_SEGMENT && segs[k]! > segs[k - 1]!);
+    }
+    assert.equal(index.segmentCount, first![want.length]);
+    assert.ok(index.segmentCount > want.length, 'the padding id spans several segments');
+  } finally {
+    index.dispose();
   }
 });
 
@@ -79,20 +151,23 @@ async function attentionBits(engine: Engine, s: ops.AttentionShape, seed: number
   }
 }
 
-test('tiled attention is bit-identical from run to run and agrees with the per-row kernels (CLIP shapes)', async () => {
+test('per-head and tiled attention are bit-identical from run to run and agree with the per-row kernels (CLIP shapes)', async () => {
   for (const [engine, mode] of [[gl, 'workgroup'], [swiftshader, 'subgroup']] as const) {
     ops.setRowKernelMode(engine, mode);
     try {
       for (const s of [IMAGE, TEXT]) {
-        const first = await attentionBits(engine, s, 4);
-        const second = await attentionBits(engine, s, 4);
-        assert.deepEqual(second.map((a) => [...new Uint32Array(a.buffer)]), first.map((a) => [...new Uint32Array(a.buffer)]), `${mode} T${s.T}`);
         ops.setAttentionKernels(engine, 'rows');
         const rows = await attentionBits(engine, s, 4);
-        ops.setAttentionKernels(engine, undefined);
-        for (let k = 0; k < 3; k++) {
-          const worst = Math.max(...first[k]!.map((v, i) => Math.abs(v - rows[k]![i]!) / (1e-5 + 1e-5 * Math.abs(rows[k]![i]!))));
-          assert.ok(worst <= 1, `${mode} T${s.T} output ${k}: differs from the per-row kernels by ${worst}× 1e-5`);
+        for (const kernels of ['head', 'tiled'] as const) {
+          ops.setAttentionKernels(engine, kernels);
+          assert.equal(ops.attentionKernels(engine, s), kernels);
+          const first = await attentionBits(engine, s, 4);
+          const second = await attentionBits(engine, s, 4);
+          assert.deepEqual(second.map((a) => [...new Uint32Array(a.buffer)]), first.map((a) => [...new Uint32Array(a.buffer)]), `${kernels} ${mode} T${s.T}`);
+          for (let k = 0; k < 3; k++) {
+            const worst = Math.max(...first[k]!.map((v, i) => Math.abs(v - rows[k]![i]!) / (1e-5 + 1e-5 * Math.abs(rows[k]![i]!))));
+            assert.ok(worst <= 1, `${kernels} ${mode} T${s.T} output ${k}: differs from the per-row kernels by ${worst}× 1e-5`);
+          }
         }
       }
     } finally {

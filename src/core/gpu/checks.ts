@@ -6,6 +6,7 @@
 import type { Engine } from './engine.ts';
 import { matmul, tiledConfigError, TILED_DEFAULT, type MatmulConfig } from './kernels/matmul.ts';
 import { setTiledAttentionMemory, tiledAttentionPlan } from './kernels/attention.ts';
+import { headAttentionPlan } from './kernels/attention-head.ts';
 import * as ops from './kernels/ops.ts';
 import * as ref from './reference.ts';
 import { matmulRef } from './reference.ts';
@@ -235,11 +236,16 @@ async function checkOpsNow(engine: Engine, seed: number): Promise<CheckResult[]>
       { B: 1, T: 77, H: 2, D: 16, causal: true },
       { B: 1, T: 131, H: 1, D: 67, causal: false },
       { B: 2, T: 150, H: 1, D: 3, causal: true },
-      // CLIP's shapes (image 50 tokens, text 77, heads of 64) and the longest tiled row.
+      // CLIP's shapes (image 50 tokens, text 77, heads of 64; 65 and 32 for other patch grids and contexts) and
+      // the longest tiled row.
       { B: 2, T: 50, H: 2, D: 64, causal: false },
       { B: 1, T: 50, H: 3, D: 64, causal: true },
       { B: 2, T: 77, H: 2, D: 64, causal: true },
       { B: 1, T: 77, H: 2, D: 64, causal: false },
+      { B: 1, T: 65, H: 2, D: 64, causal: true },
+      { B: 2, T: 65, H: 1, D: 64, causal: false },
+      { B: 2, T: 32, H: 2, D: 64, causal: true },
+      { B: 1, T: 32, H: 2, D: 64, causal: false },
       { B: 1, T: 128, H: 1, D: 128, causal: true },
     ]) {
       const C = s.H * s.D;
@@ -247,20 +253,33 @@ async function checkOpsNow(engine: Engine, seed: number): Promise<CheckResult[]>
       const dout = rand(s.B * s.T * C);
       const r = ref.attentionRef(qkv, s);
       const rb = ref.attentionBackwardRef(dout, qkv, r.probs, s);
-      // Tiled kernels: also with tiles planned for core WebGPU's 16 KiB of workgroup memory (smaller query
+      // Every GPU kernel set that takes the shape: per (batch, head) with the device's memory and with 20 KiB (keys
+      // and queries staged in chunks), tiled with the device's memory and with core WebGPU's 16 KiB (smaller query
       // blocks, keys staged in several chunks).
-      const tiled = ops.attentionKernels(engine, s) === 'tiled';
-      for (const memory of tiled ? [undefined, 16384] : [undefined]) {
-        setTiledAttentionMemory(engine, memory);
+      const variants: { kernels?: 'head' | 'tiled'; memory?: number }[] = [{}];
+      if (ops.attentionKernels(engine, s) === 'head') variants.push({ kernels: 'head', memory: 20480 });
+      ops.setAttentionKernels(engine, 'tiled');
+      if (ops.attentionKernels(engine, s) === 'tiled') variants.push({ kernels: 'tiled' }, { kernels: 'tiled', memory: 16384 });
+      ops.setAttentionKernels(engine, undefined);
+      const seen = new Set<string>();
+      for (const v of variants) {
+        ops.setAttentionKernels(engine, v.kernels);
+        setTiledAttentionMemory(engine, v.memory);
         try {
+          const kernels = ops.attentionKernels(engine, s);
+          const head = kernels === 'head' ? headAttentionPlan(engine, s.T, s.D)! : undefined;
+          const tiled = kernels === 'tiled' ? tiledAttentionPlan(engine, s.T, s.D)! : undefined;
+          const plan = head ? ` head k${head.KC} c${head.QC}` : tiled ? ` tiled q${tiled.BQ} k${tiled.KC} c${tiled.QC}` : '';
+          const name = `attention B${s.B} T${s.T} H${s.H} D${s.D}${s.causal ? ' causal' : ''}${plan}`;
+          if (seen.has(name)) continue; // a smaller memory that plans the same tiles
+          seen.add(name);
           const g = ops.attention(engine, engine.tensor(qkv), s);
-          const plan = tiled ? tiledAttentionPlan(engine, s.T, s.D)! : undefined;
-          const name = `attention B${s.B} T${s.T} H${s.H} D${s.D}${s.causal ? ' causal' : ''}${plan ? ` tiled q${plan.BQ} k${plan.KC} c${plan.QC}` : ''}`;
           out.push(compare(name, await read(g.out), r.out));
           out.push(compare(`${name} probs`, await read(g.probs), r.probs));
           out.push(compare(`${name} backward`, await read(ops.attentionBackward(engine, engine.tensor(dout), engine.tensor(qkv), g.probs, s)), rb));
         } finally {
           setTiledAttentionMemory(engine, undefined);
+          ops.setAttentionKernels(engine, undefined);
         }
       }
     }
@@ -279,6 +298,28 @@ async function checkOpsNow(engine: Engine, seed: number): Promise<CheckResult[]>
       out.push(compare('embedding', await read(ops.embedding(engine, index.tokens, engine.tensor(table), C)), ref.embeddingRef(tokens, table, C)));
       out.push(compare('embedding + positions', await read(ops.embedding(engine, index.tokens, engine.tensor(table), C, { table: engine.tensor(pos), T })), ref.embeddingRef(tokens, table, C, { table: pos, T })));
       out.push(compare('embedding backward (scatter-add)', await read(ops.embeddingBackward(engine, engine.tensor(dout), index, V, C)), ref.embeddingBackwardRef(dout, tokens, V, C)));
+      // A padded caption batch (most positions hold the padding id: many segments for one token), rows of whole
+      // vec4s, both summation forms, and adding into a gradient so far.
+      {
+        const [V2, C2, B2, T2] = [50, 16, 4, 77];
+        const ids = Array.from({ length: B2 * T2 }, (_, i) => (i % T2 < 3 + (i % 5) ? 1 + rng.int(V2 - 1) : 0));
+        const dy = rand(B2 * T2 * C2);
+        const want = ref.embeddingBackwardRef(dy, ids, V2, C2);
+        const idx2 = ops.tokenIndex(engine, ids, [B2, T2]);
+        for (const kernels of ['segments', 'direct'] as const) {
+          ops.setEmbeddingBackwardKernels(engine, kernels);
+          try {
+            out.push(compare(`embedding backward ${B2}×${T2}, padded, ${kernels}`, await read(ops.embeddingBackward(engine, engine.tensor(dy), idx2, V2, C2)), want));
+            const g0 = rand(V2 * C2);
+            const into = engine.tensor(g0);
+            ops.embeddingBackward(engine, engine.tensor(dy), idx2, V2, C2, into, true);
+            out.push(compare(`embedding backward ${B2}×${T2}, padded, ${kernels}, accumulated`, await read(into), want.map((v, i) => v + g0[i]!)));
+          } finally {
+            ops.setEmbeddingBackwardKernels(engine, undefined);
+          }
+        }
+        idx2.dispose();
+      }
       out.push(compare('positional backward', await read(ops.positionalBackward(engine, engine.tensor(dout), B, T, C)), ref.positionalBackwardRef(dout, B, T, C)));
       const idx = Array.from({ length: B }, () => rng.int(T));
       const x = rand(B * T * C);

@@ -48,10 +48,18 @@ export interface TiledAttentionPlan {
 
 const sharedCaps = new WeakMap<Engine, number>();
 
-/** Plans tiles for at most this much workgroup memory (checks of the small-memory tiles); undefined: the default. */
+/**
+ * Plans the attention kernels (these tiles and attention-head.ts) for at most this much workgroup memory (checks
+ * of the small-memory plans); undefined: the default.
+ */
 export function setTiledAttentionMemory(engine: Engine, bytes: number | undefined): void {
   if (bytes) sharedCaps.set(engine, bytes);
   else sharedCaps.delete(engine);
+}
+
+/** The workgroup-memory cap set by setTiledAttentionMemory, if any. */
+export function attentionMemoryCap(engine: Engine): number | undefined {
+  return sharedCaps.get(engine);
 }
 
 /** Tile sizes for this device and shape, or undefined when the tiled kernels do not apply. */

@@ -20,6 +20,7 @@
 import { paramStruct, type Engine, type Kernel, type ParamLayout, type Tensor } from '../engine.ts';
 import { DEFAULT_GPU_TUNING } from '../tuning.ts';
 import { tiledAttention, tiledAttentionBackward, tiledAttentionPlan, type TiledAttentionPlan } from './attention.ts';
+import { headAttention, headAttentionBackward, headAttentionPlan, type HeadAttentionPlan } from './attention-head.ts';
 import { ERF } from './gelu.ts';
 import { getMatmulTuning } from './matmul.ts';
 
@@ -28,7 +29,7 @@ const WG = 64;
 interface Binding {
   name: string;
   access: 'read' | 'read_write';
-  type?: 'f32' | 'u32';
+  type?: 'f32' | 'u32' | 'vec4<f32>';
 }
 
 const cache = new Map<string, Kernel>();
@@ -514,22 +515,30 @@ export interface AttentionShape {
 }
 
 /**
- * Which attention kernels run: 'tiled' (kernels/attention.ts: GPUs, T ≤ 128, D a multiple of 4), 'rows' (one
+ * Which attention kernels run: 'head' (kernels/attention-head.ts, one workgroup per (batch, head): GPUs, T ≤ 128,
+ * D a multiple of 4 up to 128, when the score tile and a chunk of keys fit the workgroup memory), 'tiled'
+ * (kernels/attention.ts: GPUs, T ≤ 128, D a multiple of 4, down to 16 KiB of workgroup memory), 'rows' (one
  * workgroup per query row: GPUs, longer rows) or 'thread' (one thread per query row: CPU adapters).
  */
-export type AttentionKernels = 'tiled' | 'rows' | 'thread';
+export type AttentionKernels = 'head' | 'tiled' | 'rows' | 'thread';
 
-const attentionForced = new WeakMap<Engine, 'tiled' | 'rows'>();
+const attentionForced = new WeakMap<Engine, 'head' | 'tiled' | 'rows'>();
 
-/** Forbids ('rows') or restores (undefined) the tiled attention kernels on this engine (benchmarks, tests). */
-export function setAttentionKernels(engine: Engine, kernels: 'rows' | undefined): void {
+/**
+ * The first attention kernels to try on this engine's GPU row forms (benchmarks, tests): 'head' (the default),
+ * 'tiled' (skips 'head') or 'rows' (skips both); a shape they do not take falls back down that list.
+ */
+export function setAttentionKernels(engine: Engine, kernels: 'head' | 'tiled' | 'rows' | undefined): void {
   if (kernels) attentionForced.set(engine, kernels);
   else attentionForced.delete(engine);
 }
 
-function attentionPlan(engine: Engine, s: AttentionShape): { kernels: AttentionKernels; plan?: TiledAttentionPlan } {
+function attentionPlan(engine: Engine, s: AttentionShape): { kernels: AttentionKernels; plan?: TiledAttentionPlan; head?: HeadAttentionPlan } {
   if (rowKernelMode(engine) === 'thread') return { kernels: 'thread' };
-  const plan = attentionForced.get(engine) === 'rows' ? undefined : tiledAttentionPlan(engine, s.T, s.D);
+  const first = attentionForced.get(engine) ?? 'head';
+  const head = first === 'head' ? headAttentionPlan(engine, s.T, s.D) : undefined;
+  if (head) return { kernels: 'head', head };
+  const plan = first === 'rows' ? undefined : tiledAttentionPlan(engine, s.T, s.D);
   if (plan) return { kernels: 'tiled', plan };
   return { kernels: s.T <= MAX_SHARED_T ? 'rows' : 'thread' };
 }
@@ -541,7 +550,8 @@ export function attentionKernels(engine: Engine, s: AttentionShape): AttentionKe
 
 /**
  * softmax(q·kᵀ/√D [+ causal mask])·v per head, fused, keeping the probabilities [B, H, T, T] for the backward
- * pass: tiled per block of queries on GPUs (attention.ts), else one workgroup or one thread per query row.
+ * pass: per (batch, head) or tiled per block of queries on GPUs (attention-head.ts, attention.ts), else one
+ * workgroup or one thread per query row.
  */
 export function attention(engine: Engine, qkv: Tensor, s: AttentionShape): { out: Tensor; probs: Tensor } {
   const C = s.H * s.D;
@@ -549,6 +559,10 @@ export function attention(engine: Engine, qkv: Tensor, s: AttentionShape): { out
   const out = engine.empty([s.B, s.T, C]);
   const probs = engine.empty([s.B, s.H, s.T, s.T]);
   const chosen = attentionPlan(engine, s);
+  if (chosen.head) {
+    headAttention(engine, chosen.head, qkv, out, probs, s);
+    return { out, probs };
+  }
   if (chosen.plan) {
     tiledAttention(engine, chosen.plan, qkv, out, probs, s);
     return { out, probs };
@@ -632,6 +646,10 @@ export function attentionBackward(engine: Engine, dout: Tensor, qkv: Tensor, pro
   const C = s.H * s.D;
   const dqkv = engine.empty(qkv.shape);
   const chosen = attentionPlan(engine, s);
+  if (chosen.head) {
+    headAttentionBackward(engine, chosen.head, dout, qkv, probs, dqkv, s);
+    return dqkv;
+  }
   if (chosen.plan) {
     tiledAttentionBackward(engine, chosen.plan, dout, qkv, probs, dqkv, s);
     return dqkv;
@@ -754,58 +772,150 @@ export function embedding(engine: Engine, tokens: Tensor, table: Tensor, C: numb
 }
 
 /**
- * The inverse of a token batch, built on the CPU where the tokens come from: positions grouped by token
- * (in increasing order), so the scatter-add gradient is a race-free, fixed-order gather per (token, channel).
+ * The inverse of a token batch, built on the CPU where the tokens come from: positions grouped by token (tokens
+ * ascending, positions ascending within each), so the scatter-add gradient is a race-free, fixed-order gather.
+ * Each token's positions are also cut into segments of at most EMBEDDING_SEGMENT: a padded caption batch holds
+ * one token (the padding id) at most of its positions, and one thread summing them all in a row was the whole
+ * cost of the old kernel (a 15,000-long chain of dependent loads at ViT-B/32's batch of 256).
  */
 export interface TokenIndex {
   tokens: Tensor;
-  /** Distinct tokens. */
+  /** Distinct tokens, ascending. */
   unique: Tensor;
   /** starts[u]..starts[u+1] index into `positions` for unique token u. */
   starts: Tensor;
   positions: Tensor;
+  /** segments[k]..segments[k+1] index into `positions` for segment k (no segment spans two tokens). */
+  segments: Tensor;
+  /** firstSegment[u]..firstSegment[u+1] are unique token u's segments. */
+  firstSegment: Tensor;
   uniqueCount: number;
+  segmentCount: number;
   dispose(): void;
 }
 
+/** Positions per segment of the embedding gradient's first pass. */
+export const EMBEDDING_SEGMENT = 64;
+
 export function tokenIndex(engine: Engine, tokens: ArrayLike<number>, shape: readonly number[] = [tokens.length]): TokenIndex {
-  const order = Array.from({ length: tokens.length }, (_, i) => i).sort((a, b) => tokens[a]! - tokens[b]! || a - b);
-  const unique: number[] = [];
-  const starts: number[] = [];
-  order.forEach((pos, k) => {
-    if (k === 0 || tokens[pos] !== tokens[order[k - 1]!]) {
-      unique.push(tokens[pos]!);
-      starts.push(k);
-    }
-  });
-  starts.push(order.length);
+  // Counting sort: ids ascending, each id's positions in increasing order (linear in the batch).
+  const counts = new Map<number, number>();
+  for (let i = 0; i < tokens.length; i++) counts.set(tokens[i]!, (counts.get(tokens[i]!) ?? 0) + 1);
+  const unique = Uint32Array.from([...counts.keys()].sort((a, b) => a - b));
+  const starts = new Uint32Array(unique.length + 1);
+  const next = new Map<number, number>();
+  const firstSegment = new Uint32Array(unique.length + 1);
+  const segments: number[] = [];
+  for (let u = 0; u < unique.length; u++) {
+    const n = counts.get(unique[u]!)!;
+    next.set(unique[u]!, starts[u]!);
+    starts[u + 1] = starts[u]! + n;
+    firstSegment[u] = segments.length;
+    for (let k = 0; k < n; k += EMBEDDING_SEGMENT) segments.push(starts[u]! + k);
+  }
+  firstSegment[unique.length] = segments.length;
+  segments.push(tokens.length);
+  const positions = new Uint32Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) {
+    const at = next.get(tokens[i]!)!;
+    positions[at] = i;
+    next.set(tokens[i]!, at + 1);
+  }
   const t = {
     tokens: engine.tensor(tokens, shape, 'u32'),
     unique: engine.tensor(unique, [unique.length], 'u32'),
     starts: engine.tensor(starts, [starts.length], 'u32'),
-    positions: engine.tensor(order, [order.length], 'u32'),
+    positions: engine.tensor(positions, [positions.length], 'u32'),
+    segments: engine.tensor(segments, [segments.length], 'u32'),
+    firstSegment: engine.tensor(firstSegment, [firstSegment.length], 'u32'),
     uniqueCount: unique.length,
+    segmentCount: segments.length - 1,
     dispose() {
-      t.tokens.dispose();
-      t.unique.dispose();
-      t.starts.dispose();
-      t.positions.dispose();
+      for (const x of [t.tokens, t.unique, t.starts, t.positions, t.segments, t.firstSegment]) x.dispose();
     },
   };
   return t;
 }
 
-/** dtable (cleared here unless accumulate) += scatter of dout rows onto their tokens' rows. */
+/**
+ * How the token-embedding gradient is summed: 'segments' (the default: one thread per (segment, channel group)
+ * sums ≤ EMBEDDING_SEGMENT rows, then one per (token, channel group) adds its segments in order) or 'direct' (one
+ * thread per (token, channel) sums all of the token's rows: the kernel before, kept for A/B measurements).
+ */
+export type EmbeddingBackwardKernels = 'segments' | 'direct';
+const embeddingForced = new WeakMap<Engine, EmbeddingBackwardKernels>();
+
+export function setEmbeddingBackwardKernels(engine: Engine, kernels: EmbeddingBackwardKernels | undefined): void {
+  if (kernels) embeddingForced.set(engine, kernels);
+  else embeddingForced.delete(engine);
+}
+
+export function embeddingBackwardKernels(engine: Engine): EmbeddingBackwardKernels {
+  return embeddingForced.get(engine) ?? 'segments';
+}
+
+/**
+ * dtable (cleared here unless accumulate) += scatter of dout rows onto their tokens' rows. Every token's sum runs
+ * over its positions in increasing order; the 'segments' form adds them in segments of EMBEDDING_SEGMENT (the
+ * same order, grouped), so the two forms differ by f32 rounding only.
+ */
 export function embeddingBackward(engine: Engine, dout: Tensor, index: TokenIndex, vocab: number, C: number, dtable?: Tensor, accumulate = false): Tensor {
   const out = dtable ?? engine.empty([vocab, C]);
   if (!accumulate) engine.clear(out);
-  run(engine, kernel('embeddingBackward', [f32('dout'), u32('uniq'), u32('starts'), u32('pos'), f32('dt', 'read_write')], [['C', 'u32']], `
+  if (embeddingBackwardKernels(engine) === 'direct') {
+    run(engine, kernel('embeddingBackward', [f32('dout'), u32('uniq'), u32('starts'), u32('pos'), f32('dt', 'read_write')], [['C', 'u32']], `
   let u = i / p.C;
   let c = i % p.C;
   var s = 0.0;
   for (var k = starts[u]; k < starts[u + 1u]; k++) { s += dout[pos[k] * p.C + c]; }
   let o = uniq[u] * p.C + c;
   dt[o] = dt[o] + s;`), [dout, index.unique, index.starts, index.positions, out], index.uniqueCount * C, [C]);
+    return out;
+  }
+  // Channels four at a time where rows are whole vec4s.
+  const v4 = C % 4 === 0;
+  const V = v4 ? 'vec4<f32>' : 'f32';
+  const CV = v4 ? C / 4 : C;
+  const part = engine.empty([index.segmentCount, C]);
+  // Four independent loads in flight per step; the sum still runs in position order.
+  run(engine, kernel(`embeddingBackward-seg${v4 ? '-v4' : ''}`, [{ name: 'dout', access: 'read', type: V }, u32('seg'), u32('pos'), { name: 'part', access: 'read_write', type: V }], [['CV', 'u32']], `
+  let k = i / p.CV;
+  let c = i % p.CV;
+  let e = seg[k + 1u];
+  var s = ${V}(0.0);
+  var r = seg[k];
+  for (; r + 4u <= e; r += 4u) {
+    let x0 = dout[pos[r] * p.CV + c];
+    let x1 = dout[pos[r + 1u] * p.CV + c];
+    let x2 = dout[pos[r + 2u] * p.CV + c];
+    let x3 = dout[pos[r + 3u] * p.CV + c];
+    s += x0;
+    s += x1;
+    s += x2;
+    s += x3;
+  }
+  for (; r < e; r++) { s += dout[pos[r] * p.CV + c]; }
+  part[i] = s;`), [dout, index.segments, index.positions, part], index.segmentCount * CV, [CV]);
+  run(engine, kernel(`embeddingBackward-sum${v4 ? '-v4' : ''}`, [{ name: 'part', access: 'read', type: V }, u32('uniq'), u32('first'), { name: 'dt', access: 'read_write', type: V }], [['CV', 'u32']], `
+  let u = i / p.CV;
+  let c = i % p.CV;
+  let e = first[u + 1u];
+  var s = ${V}(0.0);
+  var k = first[u];
+  for (; k + 4u <= e; k += 4u) {
+    let x0 = part[k * p.CV + c];
+    let x1 = part[(k + 1u) * p.CV + c];
+    let x2 = part[(k + 2u) * p.CV + c];
+    let x3 = part[(k + 3u) * p.CV + c];
+    s += x0;
+    s += x1;
+    s += x2;
+    s += x3;
+  }
+  for (; k < e; k++) { s += part[k * p.CV + c]; }
+  let o = uniq[u] * p.CV + c;
+  dt[o] = dt[o] + s;`), [part, index.unique, index.firstSegment, out], index.uniqueCount * CV, [CV]);
+  part.dispose();
   return out;
 }
 
