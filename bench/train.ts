@@ -6,7 +6,8 @@
  *
  *   npm run bench:train [-- --gpu opengles|vulkan|swiftshader|auto] [--steps 3] [--only cpu-tiny,gpu-small,ViT-B-32]
  *                          [--vit-batch 16] [--batch N (overrides every batch)] [--out DIR] [--tag NAME]
- *                          [--tuning DIR|none] [--attention head|tiled|rows] [--embedding-grad segments|direct]
+ *                          [--tuning DIR|none] [--attention auto|head|tiled|rows] [--attention-backward head|tiled|rows]
+ *                          [--embedding-grad segments|direct] [--column-sums v4|scalar]
  *                          [--profile [--profile-method auto|timestamps|replay]]
  *                          [--compare-attention] [--compare-kernels] [--compare-step] [--quick-init] [--row-kernels thread|workgroup|subgroup] [--tiny]
  *                          [--upload u8|f32] [--no-fuse] [--submit-every N] [--serial]
@@ -26,12 +27,15 @@
  * adapter has them (each dispatch in its own compute pass), else ('replay') by running each kernel's dispatches of
  * that step again on their own, timed by the wall clock around a wait for the GPU. The matmul tuning is the one
  * `dcw train` would use (server/gpu/tuning.ts tuningDirs), or DIR/gpu-tuning.json with --tuning DIR, or the
- * built-in one with --tuning none. --attention picks the first attention kernels to try (ops.ts
- * setAttentionKernels: 'head', one workgroup per (batch, head), the default; 'tiled'; 'rows', per query row) and
- * --embedding-grad the token-embedding gradient's kernels ('segments', the default, or 'direct', the one-pass
- * kernel before). --compare-kernels times the same steps again with the kernels before issue #5's round 3 (tiled
- * attention, direct embedding gradient) and, with --profile, profiles one of those steps too, then prints the
- * GPU time of attention and the embedding gradient old vs new from the two profiles (same process). --tiny shrinks every model to one layer of width
+ * built-in one with --tuning none. --attention picks the first attention kernels to try in both passes (ops.ts
+ * setAttentionKernels: 'auto', the default: per pass, 'head' (one workgroup per (batch, head)) forward and
+ * backward but 'tiled' for a causal backward; 'head'; 'tiled'; 'rows', per query row), --attention-backward
+ * overrides the backward pass's, --embedding-grad the token-embedding gradient's kernels ('segments', the
+ * default, or 'direct', the one-pass kernel before) and --column-sums the bias/LayerNorm-gain gradients' ('v4',
+ * the default, or 'scalar', before round 4). --compare-kernels times the same steps again with the kernels
+ * before issue #5's round 4 (head attention in both passes, scalar column sums) and, with --profile, profiles one
+ * of those steps too, then prints the GPU time of attention, column sums and LayerNorm backward old vs new from
+ * the two profiles (same process). --tiny shrinks every model to one layer of width
  * 64 (ViT-B/32 keeps its 50 and 77 tokens and heads of 64; gpu-small its width 192) and batches to 2–4: a CPU test
  * of the device script, not a measurement. --compare-attention times the same steps again with the per-row
  * attention kernels; --quick-init skips open_clip's initialisation (see quickState).
@@ -48,8 +52,8 @@ import { describeGpu } from '../src/core/gpu/device.ts';
 import { Engine, Tensor, type Kernel } from '../src/core/gpu/engine.ts';
 import { getMatmulTuning, setMatmulTuning } from '../src/core/gpu/kernels/matmul.ts';
 import {
-  attentionKernels, embeddingBackwardKernels, rowKernelMode, setAttentionKernels, setEmbeddingBackwardKernels, setRowKernelMode,
-  type EmbeddingBackwardKernels, type RowKernelMode,
+  attentionKernels, embeddingBackwardKernels, rowKernelMode, setAttentionBackwardKernels, setAttentionKernels, setColumnSumKernels,
+  setEmbeddingBackwardKernels, setRowKernelMode, type ColumnSumKernels, type EmbeddingBackwardKernels, type RowKernelMode,
 } from '../src/core/gpu/kernels/ops.ts';
 import { ClipModel, clipBatch, clipParamSpecs, type StateDict } from '../src/core/model/clip.ts';
 import { clipConfig, gridTokens, type ClipConfig } from '../src/core/model/configs.ts';
@@ -67,7 +71,9 @@ const { values } = parseArgs({
     out: { type: 'string', default: resolve(import.meta.dirname, 'out') },
     tag: { type: 'string' },
     tuning: { type: 'string' },
-    attention: { type: 'string', default: 'head' },
+    attention: { type: 'string', default: 'auto' },
+    'attention-backward': { type: 'string' },
+    'column-sums': { type: 'string', default: 'v4' },
     'embedding-grad': { type: 'string', default: 'segments' },
     'compare-kernels': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
@@ -86,9 +92,22 @@ const { values } = parseArgs({
 if (!['u8', 'f32'].includes(values.upload!)) throw new Error(`--upload: u8 or f32 (got ${values.upload})`);
 const method = values['profile-method']!;
 if (!['auto', 'timestamps', 'replay'].includes(method)) throw new Error(`--profile-method: one of auto, timestamps, replay (got ${method})`);
-if (!['head', 'tiled', 'rows'].includes(values.attention!)) throw new Error(`--attention: head, tiled or rows (got ${values.attention})`);
+if (!['auto', 'head', 'tiled', 'rows'].includes(values.attention!)) throw new Error(`--attention: auto, head, tiled or rows (got ${values.attention})`);
+if (values['attention-backward'] && !['head', 'tiled', 'rows'].includes(values['attention-backward'])) {
+  throw new Error(`--attention-backward: head, tiled or rows (got ${values['attention-backward']})`);
+}
+if (!['v4', 'scalar'].includes(values['column-sums']!)) throw new Error(`--column-sums: v4 or scalar (got ${values['column-sums']})`);
 if (!['segments', 'direct'].includes(values['embedding-grad']!)) throw new Error(`--embedding-grad: segments or direct (got ${values['embedding-grad']})`);
-const ATTENTION = values.attention as 'head' | 'tiled' | 'rows';
+const ATTENTION = values.attention === 'auto' ? undefined : (values.attention as 'head' | 'tiled' | 'rows');
+const ATTENTION_BACKWARD = values['attention-backward'] as 'head' | 'tiled' | 'rows' | undefined;
+const COLUMN_SUMS = values['column-sums'] as ColumnSumKernels;
+/** The kernel switches as given on the command line (and after a comparison with other kernels). */
+function setKernels(): void {
+  setAttentionKernels(engine, ATTENTION);
+  setAttentionBackwardKernels(engine, ATTENTION_BACKWARD);
+  setEmbeddingBackwardKernels(engine, EMBEDDING_GRAD);
+  setColumnSumKernels(engine, COLUMN_SUMS);
+}
 const EMBEDDING_GRAD = values['embedding-grad'] as EmbeddingBackwardKernels;
 
 /** One layer of width 64 (heads of 64), same image and context sizes: the shapes' structure at a CPU's cost. */
@@ -143,8 +162,7 @@ const be = new GpuBackend(engine);
 const device = `${gpu.backend}: ${describeGpu(gpu.info)}`;
 // As `dcw train`: the matmul tuning stored for this adapter where training looks for it, unless told otherwise.
 const tuning = values.tuning === 'none' ? 'built-in' : (loadStoredTuning(engine, values.tuning ? [values.tuning] : undefined) ?? 'built-in (none stored for this adapter)');
-setAttentionKernels(engine, ATTENTION);
-setEmbeddingBackwardKernels(engine, EMBEDDING_GRAD);
+setKernels();
 if (values['row-kernels']) setRowKernelMode(engine, values['row-kernels'] as RowKernelMode);
 // A CPU adapter (llvmpipe, SwiftShader) takes minutes per step at gpu-small's batch of 512: measure a micro-batch
 // there (samples/s of a step barely depends on the batch once it fills the cores).
@@ -164,7 +182,7 @@ if (values.tiny) {
     c.note = 'tiny shapes: a test of the bench, not a measurement';
   }
 } else if (values.batch) for (const c of cases) c.batch = Number(values.batch);
-console.log(`device: ${device}; rows: ${rowKernelMode(engine)}; matmul tuning: ${tuning}; attention: ${values.attention}; embedding gradient: ${embeddingBackwardKernels(engine)}`);
+console.log(`device: ${device}; rows: ${rowKernelMode(engine)}; matmul tuning: ${tuning}; attention: ${values.attention}${ATTENTION_BACKWARD ? `, backward ${ATTENTION_BACKWARD}` : ''}; embedding gradient: ${embeddingBackwardKernels(engine)}; column sums: ${COLUMN_SUMS}`);
 
 interface KernelTime { kernel: string; calls: number; ms: number }
 interface Profile {
@@ -186,7 +204,7 @@ interface Row {
   mode?: string;
   /** --compare-attention: the same steps with the per-row attention kernels. */
   rowAttention?: { msPerStep: number; samplesPerSecond: number; uploadMs: number; recordMs: number; waitMs: number };
-  /** --compare-kernels: the same steps with the kernels before round 3 (and their profile, with --profile). */
+  /** --compare-kernels: the same steps with the kernels before round 4 (and their profile, with --profile). */
   previousKernels?: Timing & { kernels: string; samplesPerSecond: number; profile?: Profile };
   /** --compare-step: the same steps with options switched back (the last: all of them, the old path). */
   variants?: Variant[];
@@ -270,7 +288,10 @@ for (const c of cases) {
     const vT = gridTokens(c.cfg.vision) + 1;
     row.attention = ['vision', 'text'].map((tower) => {
       const t = tower === 'vision' ? { T: vT, w: c.cfg.vision } : { T: c.cfg.text.contextLength, w: c.cfg.text };
-      return `${tower} T${t.T}: ${attentionKernels(engine, { B: c.batch, T: t.T, H: t.w.heads, D: t.w.width / t.w.heads, causal: tower === 'text' })}`;
+      const shape = { B: c.batch, T: t.T, H: t.w.heads, D: t.w.width / t.w.heads, causal: tower === 'text' };
+      const forward = attentionKernels(engine, shape);
+      const backward = attentionKernels(engine, shape, 'backward');
+      return `${tower} T${t.T}: ${forward}${backward === forward ? '' : ` (backward ${backward})`}`;
     }).join(', ');
     row.mode = modeName(MODE);
     Object.assign(row, await timeSteps(model, c.cfg, data, steps));
@@ -291,21 +312,21 @@ for (const c of cases) {
         const before = await timeSteps(model, c.cfg, data, steps);
         row.rowAttention = { ...before, samplesPerSecond: (1000 * c.batch) / before.msPerStep };
       } finally {
-        setAttentionKernels(engine, ATTENTION);
+        setKernels();
       }
     }
     if (values.profile) row.profile = await profileStep(model, c.cfg, data, ++stepNumber);
     if (values['compare-kernels']) {
-      // The kernels before round 3 of issue #5, same model, batch and process: what the new ones gained.
-      setAttentionKernels(engine, 'tiled');
-      setEmbeddingBackwardKernels(engine, 'direct');
+      // The kernels before round 4 of issue #5, same model, batch and process: what the new ones gained.
+      setAttentionKernels(engine, 'head');
+      setAttentionBackwardKernels(engine, undefined);
+      setColumnSumKernels(engine, 'scalar');
       try {
         const t = await timeSteps(model, c.cfg, data, steps);
-        row.previousKernels = { ...t, kernels: 'tiled attention, direct embedding gradient', samplesPerSecond: (1000 * c.batch) / t.msPerStep };
+        row.previousKernels = { ...t, kernels: 'head attention in both passes, scalar column sums', samplesPerSecond: (1000 * c.batch) / t.msPerStep };
         if (values.profile) row.previousKernels.profile = await profileStep(model, c.cfg, data, ++stepNumber);
       } finally {
-        setAttentionKernels(engine, ATTENTION);
-        setEmbeddingBackwardKernels(engine, EMBEDDING_GRAD);
+        setKernels();
       }
     }
   } catch (err) {
@@ -329,7 +350,7 @@ const rowKernels = rowKernelMode(engine);
 engine.destroy();
 mkdirSync(values.out!, { recursive: true });
 const file = join(values.out!, `train-${gpu.backend}${values.tag ? `-${values.tag}` : ''}.json`);
-writeFileSync(file, `${JSON.stringify({ device, steps, rowKernels, tuning, attention: values.attention, embeddingGrad: EMBEDDING_GRAD, mode: modeName(MODE), tiny: values.tiny, rows }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ device, steps, rowKernels, tuning, attention: values.attention, attentionBackward: ATTENTION_BACKWARD, columnSums: COLUMN_SUMS, embeddingGrad: EMBEDDING_GRAD, mode: modeName(MODE), tiny: values.tiny, rows }, null, 2)}\n`);
 console.log(`wrote ${file}`);
 process.exit(rows.some((r) => r.error) ? 1 : 0);
 
@@ -447,11 +468,11 @@ function printPrevious(row: Row, prev: NonNullable<Row['previousKernels']>): voi
   if (!row.profile || !prev.profile) return;
   const ms = (p: Profile, kind: string) => p.families.find((f) => f.kernel === kind)?.ms ?? 0;
   console.log(`  GPU ms per step, previous kernels → now (${prev.profile.method}):`);
-  for (const kind of ['attention', 'attention backward', 'embeddingBackward']) {
+  for (const kind of ['attention', 'attention backward', 'bias gradients (column sums)', 'layernorm backward', 'embeddingBackward']) {
     console.log(`    ${kind.padEnd(24)} ${ms(prev.profile, kind).toFixed(3).padStart(9)} → ${ms(row.profile, kind).toFixed(3).padStart(9)}`);
   }
   console.log(`    ${'all kernels'.padEnd(24)} ${prev.profile.kernelMs.toFixed(3).padStart(9)} → ${row.profile.kernelMs.toFixed(3).padStart(9)}`);
-  const mine = (k: string) => /^(attention|embeddingBackward)/.test(k);
+  const mine = (k: string) => /^(attention|colsum|layernormBackward)/.test(k);
   for (const k of [...prev.profile.kernels, ...row.profile.kernels].filter((x) => mine(x.kernel))) {
     console.log(`    ${k.kernel.slice(0, 60).padEnd(60)} ${String(k.calls).padStart(4)} ${k.ms.toFixed(3).padStart(9)}`);
   }

@@ -8,9 +8,9 @@
 #     wait) of pipelined steps as `dcw train` runs them (uint8 upload, fused ops, chunked submits), then the same
 #     steps with each of those switched back, the built-in tuning, and the old path, all in one process
 #     (--compare-step); the per-row attention kernels beside; a per-kernel GPU profile of one step; and the same
-#     steps and profile with the kernels before round 3 (tiled attention, one-pass embedding gradient:
-#     --compare-kernels), printed as "GPU ms per step, previous kernels → now" for attention, attention backward
-#     and embeddingBackward.
+#     steps and profile with the kernels before round 4 (head attention in both passes, scalar column sums with a
+#     finishing pass per sum: --compare-kernels), printed as "GPU ms per step, previous kernels → now" for
+#     attention, attention backward, bias gradients (column sums), layernorm backward and embeddingBackward.
 # Carry what prepare-carry.sh packs (.dev: node, dawn.node, the bundled bench scripts) and .gl/*.deb (the Vulkan
 # loader and glvnd, as for gpu-h100.sh). Writes train-h100.log, gpu-check-<backend>-ops.json, gpu-tuning.json and
 # train-<backend>.json to $OUT (default bench/out). Budget: under 4 minutes (limits 60 + 60 + 150 (+ 60) s; about
@@ -59,7 +59,8 @@ ts_cmd() { if [ -f ".dev/$1.mjs" ]; then echo "$NODE .dev/$1.mjs"; else echo "$N
 
 # 1) Every non-matmul kernel against the float64 reference, in each row-kernel form (thread / workgroup / subgroup),
 #    with the per-(batch, head) and the tiled attention at CLIP's shapes (T 50, 77, 65, 32, heads of 64, causal and
-#    not), each also planned for less workgroup memory (20 and 16 KiB), and both embedding-gradient forms.
+#    not), each also planned for less workgroup memory (20 and 16 KiB) and each pass with either kernel set, both
+#    embedding-gradient forms, and both column-sum forms (vec4 and scalar).
 # (~20 s on an H100, most of it pipeline compilation; minutes on SwiftShader, hence the longer TINY limit.)
 limit=${CHECK_TIMEOUT:-60}
 [ -n "${TINY:-}" ] && limit=${CHECK_TIMEOUT:-900}

@@ -16,7 +16,8 @@ test('bench:train --profile: phases per step and a per-kernel table that account
     const result = JSON.parse(readFileSync(join(out, 'train-opengles.json'), 'utf8'));
     const [row] = result.rows;
     assert.equal(row.scale, 'ViT-B-32');
-    assert.match(row.attention, /vision T50: head, text T77: head/);
+    // per pass: the text tower's causal backward runs the tiled kernels, everything else the per-head ones
+    assert.match(row.attention, /vision T50: head, text T77: head \(backward tiled\)/);
     // pipelined steps (as the training loop): ms/step is wall time, at most the sum of the phases plus the step's scope
     assert.match(row.mode, /u8 upload, fused, submit every \d+, pipelined/);
     assert.ok(row.msPerStep > 0 && row.msPerStep >= Math.max(row.recordMs, row.waitMs));
@@ -34,20 +35,25 @@ test('bench:train --profile: phases per step and a per-kernel table that account
     assert.equal(p.kernels.reduce((a: number, k: { calls: number }) => a + k.calls, 0), p.dispatches);
     assert.equal(p.families.reduce((a: number, k: { calls: number }) => a + k.calls, 0), p.dispatches);
     const kernelNames = p.kernels.map((k: { kernel: string }) => k.kernel);
-    for (const prefix of ['matmul-', 'attention-head-t50', 'attention-head-causal-t77', 'attentionBackwardKV-head', 'embeddingBackward-seg', 'adamw', 'layernorm']) {
+    for (const prefix of ['matmul-', 'attention-head-t50', 'attention-head-causal-t77', 'attentionBackwardKV-head-t50', 'attentionBackwardKV-tiled-causal-t77',
+      'colsum4-sumRows', 'colsum4-layernormParams', 'colsum4Finish-2', 'embeddingBackward-seg', 'adamw', 'layernorm']) {
       assert.ok(kernelNames.some((n: string) => n.startsWith(prefix)), `no ${prefix} kernel in ${kernelNames.join(', ')}`);
     }
+    assert.ok(!kernelNames.some((n: string) => /^colsum(Finish|-)|attentionBackward(Q|KV)-head-causal/.test(n)), `old kernels in ${kernelNames.join(', ')}`);
     assert.ok(p.kernelMs > 0 && p.kernels.every((k: { ms: number }) => k.ms >= 0));
     assert.match(run.stdout, /profile \(replay\): \d+ dispatches/);
-    // --compare-kernels: the same steps and profile with the kernels before (tiled attention, one-pass embedding gradient)
+    // --compare-kernels: the same steps and profile with the kernels before round 4 (head attention in both passes,
+    // scalar column sums with one finishing pass per sum)
     const before = row.previousKernels;
     assert.ok(before.msPerStep > 0);
     const beforeNames = before.profile.kernels.map((k: { kernel: string }) => k.kernel);
-    for (const name of ['attention-tiled-t50', 'attention-tiled-causal-t77', 'attentionBackwardQ-tiled', 'embeddingBackward']) {
+    for (const name of ['attention-head-causal-t77', 'attentionBackwardQ-head-causal-t77', 'attentionBackwardKV-head-causal-t77', 'colsum-sumRows', 'colsumFinish']) {
       assert.ok(beforeNames.some((n: string) => n === name || n.startsWith(`${name}-`)), `no ${name} kernel in ${beforeNames.join(', ')}`);
     }
-    assert.ok(!beforeNames.some((n: string) => /-head|-seg/.test(n)));
+    assert.ok(!beforeNames.some((n: string) => /-tiled|colsum4/.test(n)));
+    assert.ok(before.profile.dispatches > p.dispatches, 'one finishing pass per column-sum call saves dispatches');
     assert.match(run.stdout, /GPU ms per step, previous kernels → now[^\n]*\n\s+attention\s+[\d.]+ →\s+[\d.]+/);
+    assert.match(run.stdout, /\n\s+bias gradients \(column sums\)\s+[\d.]+ →\s+[\d.]+/);
   } finally {
     rmSync(out, { recursive: true, force: true });
   }

@@ -43,12 +43,27 @@ test('per-head and tiled kernels: GPU row forms only, T ≤ 128 and heads a mult
     assert.equal(ops.attentionKernels(gl, { ...IMAGE, T: 128, D: 128 }), 'tiled');
     assert.equal(ops.attentionKernels(gl, { ...IMAGE, T: 129 }), 'rows');
     assert.equal(ops.attentionKernels(gl, { ...IMAGE, D: 66 }), 'rows');
+    // Per pass by default: the backward of a causal mask runs the tiled kernels, without one the per-head ones.
+    assert.equal(ops.attentionKernels(gl, IMAGE, 'backward'), 'head');
+    assert.equal(ops.attentionKernels(gl, TEXT, 'backward'), 'tiled');
+    ops.setAttentionBackwardKernels(gl, 'head');
+    assert.equal(ops.attentionKernels(gl, TEXT, 'backward'), 'head');
+    ops.setAttentionBackwardKernels(gl, undefined);
+    ops.setAttentionKernels(gl, 'head');
+    assert.equal(ops.attentionKernels(gl, TEXT, 'backward'), 'head', 'forcing the kernels forces both passes');
     ops.setAttentionKernels(gl, 'tiled');
     assert.equal(ops.attentionKernels(gl, TEXT), 'tiled');
+    assert.equal(ops.attentionKernels(gl, IMAGE, 'backward'), 'tiled');
+    ops.setAttentionBackwardKernels(gl, 'head');
+    assert.equal(ops.attentionKernels(gl, IMAGE), 'tiled');
+    assert.equal(ops.attentionKernels(gl, IMAGE, 'backward'), 'head');
+    ops.setAttentionBackwardKernels(gl, undefined);
     ops.setAttentionKernels(gl, 'rows');
     assert.equal(ops.attentionKernels(gl, TEXT), 'rows');
+    assert.equal(ops.attentionKernels(gl, TEXT, 'backward'), 'rows');
   } finally {
     ops.setAttentionKernels(gl, undefined);
+    ops.setAttentionBackwardKernels(gl, undefined);
     ops.setRowKernelMode(gl, undefined);
   }
 });

@@ -228,6 +228,38 @@ async function checkOpsNow(engine: Engine, seed: number): Promise<CheckResult[]>
       ops.layernormBackward(engine, engine.tensor(dy), engine.tensor(x), engine.tensor(g), stats, rows, C, { dx: into });
       out.push(compare(`layernorm backward dx added into ${rows}×${C}`, await read(into), rb.dx.map((v, i) => v + dx0[i]!)));
     }
+    // column sums on GPU forms (bias and LayerNorm gain/bias gradients): in vec4s (one finishing pass per call) and
+    // in scalars, in one pass (few rows) and in slices, written and added into
+    if (ops.rowKernelMode(engine) !== 'thread') {
+      for (const kernels of ['v4', 'scalar'] as const) {
+        ops.setColumnSumKernels(engine, kernels);
+        try {
+          for (const [rows, N] of [[3, 8], [700, 132], [2000, 260]] as const) {
+            const x = rand(rows * N);
+            const sums = ref.sumRowsRef(x, rows, N);
+            out.push(compare(`column sums ${rows}×${N} [${kernels}]`, await read(ops.sumRows(engine, engine.tensor(x), rows, N)), sums));
+            const o0 = rand(N);
+            const into = engine.tensor(o0);
+            ops.sumRows(engine, engine.tensor(x), rows, N, into, true);
+            out.push(compare(`column sums added into ${rows}×${N} [${kernels}]`, await read(into), sums.map((v, i) => v + o0[i]!)));
+            const lx = rand(rows * N, 3);
+            const g = rand(N);
+            const dy = rand(rows * N);
+            const lr = ref.layernormRef(lx, g, rand(N), rows, N);
+            const rb = ref.layernormBackwardRef(dy, lx, g, lr.stats, rows, N);
+            const dg0 = rand(N);
+            const db0 = rand(N);
+            const dgamma = engine.tensor(dg0);
+            const dbeta = engine.tensor(db0);
+            ops.layernormBackward(engine, engine.tensor(dy), engine.tensor(lx), engine.tensor(g), engine.tensor(lr.stats), rows, N, { dgamma, dbeta, accumulate: true });
+            out.push(compare(`layernorm backward dgamma added into ${rows}×${N} [${kernels}]`, await read(dgamma), rb.dgamma.map((v, i) => v + dg0[i]!)));
+            out.push(compare(`layernorm backward dbeta added into ${rows}×${N} [${kernels}]`, await read(dbeta), rb.dbeta.map((v, i) => v + db0[i]!)));
+          }
+        } finally {
+          ops.setColumnSumKernels(engine, undefined);
+        }
+      }
+    }
     // attention
     for (const s of [
       { B: 1, T: 1, H: 1, D: 4, causal: false },
@@ -256,20 +288,31 @@ async function checkOpsNow(engine: Engine, seed: number): Promise<CheckResult[]>
       // Every GPU kernel set that takes the shape: per (batch, head) with the device's memory and with 20 KiB (keys
       // and queries staged in chunks), tiled with the device's memory and with core WebGPU's 16 KiB (smaller query
       // blocks, keys staged in several chunks).
-      const variants: { kernels?: 'head' | 'tiled'; memory?: number }[] = [{}];
-      if (ops.attentionKernels(engine, s) === 'head') variants.push({ kernels: 'head', memory: 20480 });
+      // The forward and the backward may run different kernels (the default per pass; each forced both ways).
+      type Kernels = 'head' | 'tiled';
+      const variants: { kernels?: Kernels; backward?: Kernels; memory?: number }[] = [{}];
+      const both = ops.attentionKernels(engine, s) === 'head';
+      if (both) variants.push({ kernels: 'head' }, { kernels: 'head', memory: 20480 });
       ops.setAttentionKernels(engine, 'tiled');
-      if (ops.attentionKernels(engine, s) === 'tiled') variants.push({ kernels: 'tiled' }, { kernels: 'tiled', memory: 16384 });
+      if (ops.attentionKernels(engine, s) === 'tiled') {
+        variants.push({ kernels: 'tiled' }, { kernels: 'tiled', memory: 16384 });
+        if (both) variants.push({ kernels: 'head', backward: 'tiled' }, { kernels: 'tiled', backward: 'head' });
+      }
       ops.setAttentionKernels(engine, undefined);
+      const planName = (kernels: ops.AttentionKernels) => {
+        const head = kernels === 'head' ? headAttentionPlan(engine, s.T, s.D)! : undefined;
+        const tiled = kernels === 'tiled' ? tiledAttentionPlan(engine, s.T, s.D)! : undefined;
+        return head ? ` head k${head.KC} c${head.QC}` : tiled ? ` tiled q${tiled.BQ} k${tiled.KC} c${tiled.QC}` : '';
+      };
       const seen = new Set<string>();
       for (const v of variants) {
         ops.setAttentionKernels(engine, v.kernels);
+        ops.setAttentionBackwardKernels(engine, v.backward);
         setTiledAttentionMemory(engine, v.memory);
         try {
-          const kernels = ops.attentionKernels(engine, s);
-          const head = kernels === 'head' ? headAttentionPlan(engine, s.T, s.D)! : undefined;
-          const tiled = kernels === 'tiled' ? tiledAttentionPlan(engine, s.T, s.D)! : undefined;
-          const plan = head ? ` head k${head.KC} c${head.QC}` : tiled ? ` tiled q${tiled.BQ} k${tiled.KC} c${tiled.QC}` : '';
+          const forward = planName(ops.attentionKernels(engine, s));
+          const backward = planName(ops.attentionKernels(engine, s, 'backward'));
+          const plan = backward === forward ? forward : `${forward}, backward${backward || ' rows'}`;
           const name = `attention B${s.B} T${s.T} H${s.H} D${s.D}${s.causal ? ' causal' : ''}${plan}`;
           if (seen.has(name)) continue; // a smaller memory that plans the same tiles
           seen.add(name);
@@ -280,6 +323,7 @@ async function checkOpsNow(engine: Engine, seed: number): Promise<CheckResult[]>
         } finally {
           setTiledAttentionMemory(engine, undefined);
           ops.setAttentionKernels(engine, undefined);
+          ops.setAttentionBackwardKernels(engine, undefined);
         }
       }
     }

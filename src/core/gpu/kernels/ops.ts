@@ -11,7 +11,8 @@
  *  - 'subgroup': the same with the tree replaced by an xor butterfly inside each subgroup (subgroupShuffleXor, a
  *    fixed order for a given subgroup size) and a sequential sum of the per-subgroup totals.
  * Column sums (bias and LayerNorm-gain gradients) on GPUs split the rows into slices, one workgroup per
- * 32 columns × slice, and add the slices' partial sums in slice order in a second pass. The reduction order
+ * 32 columns (32 vec4 columns where the row length is a multiple of 4) × slice, and add the slices' partial sums
+ * in slice order in a second pass. The reduction order
  * depends only on the shape, the mode and the device (subgroup size, tuning), never on timing.
  *
  * Layouts: row-major; activations [rows, C] with rows = batch·seq; attention takes the fused qkv projection
@@ -200,8 +201,12 @@ const COL_LANES = 8;
  * cut into S slices (enough workgroups to fill the device); each workgroup sums 32 columns of one slice with
  * 8 row lanes (strided, then a fixed tree), and a second pass adds the slices in order.
  */
-function columnSums(engine: Engine, name: string, inputs: { t: Tensor; b: Binding }[], terms: string[], rows: number, N: number,
-  outs: Tensor[], accumulate: boolean, params: { layout: ParamLayout; values: number[] } = { layout: [], values: [] }): void {
+function columnSums(engine: Engine, name: string, inputs: { t: Tensor; b: Binding; rowsByN?: boolean }[], terms: string[], rows: number, N: number,
+  outs: Tensor[], accumulate: boolean, params: { layout: ParamLayout; values: number[] } = { layout: [], values: [] }, terms4?: string[]): void {
+  if (terms4 && N % 4 === 0 && columnSumKernels(engine) === 'v4') {
+    columnSums4(engine, name, inputs, terms4, rows, N, outs, accumulate);
+    return;
+  }
   const groupsX = Math.ceil(N / COLS);
   const target = getMatmulTuning(engine)?.targetWorkgroups ?? DEFAULT_GPU_TUNING.targetWorkgroups;
   const S = Math.max(1, Math.min(Math.ceil(target / groupsX), Math.ceil(rows / 64), 65535));
@@ -261,6 +266,101 @@ ${terms.map((_, j) => direct
   for (var k = 1u; k < p.S; k++) { s += part[p.off + k * p.n + i]; }
   out[i] = ${accumulate ? 'out[i] + ' : ''}s;`), [part, o], N, [S, j * S * N]);
   });
+  part.dispose();
+}
+
+/** 'v4' (the default): column sums in vec4s with one finishing pass per call; 'scalar': one column per thread and one finishing pass per sum (before issue #5's round 4). */
+export type ColumnSumKernels = 'v4' | 'scalar';
+const columnSumForced = new WeakMap<Engine, ColumnSumKernels>();
+
+/** Forces the column-sum kernels (benchmarks, tests); undefined: the default, 'v4' where N is a multiple of 4. */
+export function setColumnSumKernels(engine: Engine, kernels: ColumnSumKernels | undefined): void {
+  if (kernels) columnSumForced.set(engine, kernels);
+  else columnSumForced.delete(engine);
+}
+
+export function columnSumKernels(engine: Engine): ColumnSumKernels {
+  return columnSumForced.get(engine) ?? 'v4';
+}
+
+const COLS4 = 32;
+
+/**
+ * columnSums for N a multiple of 4: each thread sums 4 columns as a vec4 (a warp reads 512 contiguous bytes per
+ * row instead of 128), the [rows, N] inputs bound as vec4 arrays (`terms4` index them by r·N4 + c, c a vec4
+ * column), the rest (LayerNorm's per-row stats) as f32. Slices of rows as in columnSums; one finishing pass adds
+ * the slices in order for every term at once (LayerNorm's gain and bias: one dispatch, not two). Per column the
+ * order is fixed (row lanes strided by 8, the same tree, slices ascending); with 128 columns per workgroup there
+ * are more slices than in the scalar form, so the two agree to f32 rounding, not bit for bit.
+ */
+function columnSums4(engine: Engine, name: string, inputs: { t: Tensor; b: Binding; rowsByN?: boolean }[], terms: string[], rows: number, N: number,
+  outs: Tensor[], accumulate: boolean): void {
+  const N4 = N / 4;
+  const groupsX = Math.ceil(N4 / COLS4);
+  const target = getMatmulTuning(engine)?.targetWorkgroups ?? DEFAULT_GPU_TUNING.targetWorkgroups;
+  const S = Math.max(1, Math.min(Math.ceil(target / groupsX), Math.ceil(rows / 64), 65535));
+  const L = Math.ceil(rows / S);
+  const direct = S === 1;
+  const nt = terms.length;
+  const acc = accumulate ? '-acc' : '';
+  const key = `colsum4-${name}${direct ? `-direct${acc}` : ''}`;
+  const layout: ParamLayout = [['rows', 'u32'], ['N4', 'u32'], ['L', 'u32'], ['S', 'u32']];
+  let k = cache.get(key);
+  if (!k) {
+    const outBindings = direct ? terms.map((_, j) => `out${j}`) : ['part'];
+    const W = COLS4 * COL_LANES;
+    const code = () => `${paramStruct(layout)}
+${inputs.map((x, i) => `@group(0) @binding(${i}) var<storage, read> ${x.b.name}: array<${x.rowsByN ? 'vec4<f32>' : (x.b.type ?? 'f32')}>;`).join('\n')}
+${outBindings.map((o, j) => `@group(0) @binding(${inputs.length + j}) var<storage, read_write> ${o}: array<vec4<f32>>;`).join('\n')}
+@group(0) @binding(${inputs.length + outBindings.length}) var<uniform> p: Params;
+var<workgroup> red: array<vec4<f32>, ${W * nt}>;
+@compute @workgroup_size(${COLS4}, ${COL_LANES})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let c = wid.x * ${COLS4}u + lid.x;
+  let s = wid.y;
+  let r0 = s * p.L;
+  let r1 = min(r0 + p.L, p.rows);
+${terms.map((_, j) => `  var acc${j} = vec4<f32>(0.0);`).join('\n')}
+  if (c < p.N4) {
+    for (var r = r0 + lid.y; r < r1; r += ${COL_LANES}u) {
+${terms.map((term, j) => `      acc${j} += ${term};`).join('\n')}
+    }
+  }
+${terms.map((_, j) => `  red[${j * W}u + lid.y * ${COLS4}u + lid.x] = acc${j};`).join('\n')}
+  workgroupBarrier();
+  for (var w = ${COL_LANES / 2}u; w > 0u; w >>= 1u) {
+    if (lid.y < w) {
+${terms.map((_, j) => `      red[${j * W}u + lid.y * ${COLS4}u + lid.x] += red[${j * W}u + (lid.y + w) * ${COLS4}u + lid.x];`).join('\n')}
+    }
+    workgroupBarrier();
+  }
+  if (lid.y == 0u && c < p.N4) {
+${terms.map((_, j) => direct
+    ? `    out${j}[c] = ${accumulate ? `out${j}[c] + ` : ''}red[${j * W}u + lid.x];`
+    : `    part[(${j}u * p.S + s) * p.N4 + c] = red[${j * W}u + lid.x];`).join('\n')}
+  }
+}
+`;
+    k = { key, code, params: layout };
+    cache.set(key, k);
+  }
+  const values = [rows, N4, L, S];
+  if (direct) {
+    engine.dispatch(k, [...inputs.map((x) => x.t), ...outs], values, [groupsX, 1]);
+    return;
+  }
+  const part = engine.empty([nt, S, N]);
+  engine.dispatch(k, [...inputs.map((x) => x.t), part], values, [groupsX, S]);
+  // One thread per (term, vec4 column): the slices in order.
+  const finish = kernel(`colsum4Finish-${nt}${acc}`, [{ name: 'part', access: 'read', type: 'vec4<f32>' },
+    ...outs.map((_, j) => ({ name: `out${j}`, access: 'read_write' as const, type: 'vec4<f32>' as const }))], [['S', 'u32'], ['N4', 'u32']], `
+  let j = i / p.N4;
+  let c = i % p.N4;
+  let at = j * p.S * p.N4 + c;
+  var s = part[at];
+  for (var k = 1u; k < p.S; k++) { s += part[at + k * p.N4]; }
+${outs.map((_, j) => `  if (j == ${j}u) { out${j}[c] = ${accumulate ? `out${j}[c] + ` : ''}s; }`).join('\n')}`);
+  run(engine, finish, [part, ...outs], nt * N4, [S, N4]);
   part.dispose();
 }
 
@@ -338,7 +438,7 @@ export function sumRows(engine: Engine, x: Tensor, rows: number, N: number, out?
   check(x, rows * N, 'sumRows');
   const o = out ?? engine.empty([N]);
   if (rowKernelMode(engine) !== 'thread') {
-    columnSums(engine, 'sumRows', [{ t: x, b: f32('x') }], ['x[r * p.N + c]'], rows, N, [o], accumulate);
+    columnSums(engine, 'sumRows', [{ t: x, b: f32('x'), rowsByN: true }], ['x[r * p.N + c]'], rows, N, [o], accumulate, undefined, ['x[r * p.N4 + c]']);
     return o;
   }
   run(engine, kernel(`sumRows${accumulate ? '-acc' : ''}`, [f32('x'), f32('out', 'read_write')], [['rows', 'u32']],
@@ -463,8 +563,9 @@ export function layernormBackward(engine: Engine, dy: Tensor, x: Tensor, gamma: 
     let xhat = (x[base + c] - mean) * rstd;
     dx[base + c] = ${dxAcc}rstd * (dy[base + c] * g[c] - inv * tDg - xhat * inv * tDgXhat);
   }`), [dy, x, gamma, stats, dx], rows, [C]);
-    columnSums(engine, 'layernormParams', [{ t: dy, b: f32('dy') }, { t: x, b: f32('x') }, { t: stats, b: f32('stats') }],
-      ['dy[r * p.N + c] * (x[r * p.N + c] - stats[2u * r]) * stats[2u * r + 1u]', 'dy[r * p.N + c]'], rows, C, [dgamma, dbeta], acc);
+    columnSums(engine, 'layernormParams', [{ t: dy, b: f32('dy'), rowsByN: true }, { t: x, b: f32('x'), rowsByN: true }, { t: stats, b: f32('stats') }],
+      ['dy[r * p.N + c] * (x[r * p.N + c] - stats[2u * r]) * stats[2u * r + 1u]', 'dy[r * p.N + c]'], rows, C, [dgamma, dbeta], acc, undefined,
+      ['dy[r * p.N4 + c] * (x[r * p.N4 + c] - stats[2u * r]) * stats[2u * r + 1u]', 'dy[r * p.N4 + c]']);
     return { dx, dgamma, dbeta };
   }
   run(engine, kernel(`layernormBackwardDx${dxKey}`, [f32('dy'), f32('x'), f32('g'), f32('stats'), f32('dx', 'read_write')], [['C', 'u32']], `
@@ -523,19 +624,37 @@ export interface AttentionShape {
 export type AttentionKernels = 'head' | 'tiled' | 'rows' | 'thread';
 
 const attentionForced = new WeakMap<Engine, 'head' | 'tiled' | 'rows'>();
+const attentionBackwardForced = new WeakMap<Engine, 'head' | 'tiled' | 'rows'>();
+
+/** Which pass of attention: the forward (softmax and P·V) or the backward (the query and key passes). */
+export type AttentionPass = 'forward' | 'backward';
 
 /**
- * The first attention kernels to try on this engine's GPU row forms (benchmarks, tests): 'head' (the default),
- * 'tiled' (skips 'head') or 'rows' (skips both); a shape they do not take falls back down that list.
+ * The first attention kernels to try on this engine's GPU row forms, both passes (benchmarks, tests): 'head',
+ * 'tiled' (skips 'head') or 'rows' (skips both); a shape they do not take falls back down that list. Unset: the
+ * default per pass (see attentionPlan).
  */
 export function setAttentionKernels(engine: Engine, kernels: 'head' | 'tiled' | 'rows' | undefined): void {
   if (kernels) attentionForced.set(engine, kernels);
   else attentionForced.delete(engine);
 }
 
-function attentionPlan(engine: Engine, s: AttentionShape): { kernels: AttentionKernels; plan?: TiledAttentionPlan; head?: HeadAttentionPlan } {
+/** Overrides the backward pass's first kernels (else: setAttentionKernels's, else the default). */
+export function setAttentionBackwardKernels(engine: Engine, kernels: 'head' | 'tiled' | 'rows' | undefined): void {
+  if (kernels) attentionBackwardForced.set(engine, kernels);
+  else attentionBackwardForced.delete(engine);
+}
+
+/**
+ * Default: 'head' for the forward; for the backward 'head' without a mask but 'tiled' with a causal one. The head
+ * key pass gives each thread one key row, and with a causal mask key r has T − r queries, so the first warp does
+ * all the work (H200, ViT-B/32 text T 77: head key pass 16.4 ms vs tiled 8.2 per step; T 32: 2.2 vs 0.9), while
+ * without a mask the head kernels win both passes (T 50: 16.9 vs 18.7 ms; T 65: 7.1 vs 10.5).
+ */
+function attentionPlan(engine: Engine, s: AttentionShape, pass: AttentionPass = 'forward'): { kernels: AttentionKernels; plan?: TiledAttentionPlan; head?: HeadAttentionPlan } {
   if (rowKernelMode(engine) === 'thread') return { kernels: 'thread' };
-  const first = attentionForced.get(engine) ?? 'head';
+  const forced = attentionForced.get(engine);
+  const first = pass === 'forward' ? forced ?? 'head' : attentionBackwardForced.get(engine) ?? forced ?? (s.causal ? 'tiled' : 'head');
   const head = first === 'head' ? headAttentionPlan(engine, s.T, s.D) : undefined;
   if (head) return { kernels: 'head', head };
   const plan = first === 'rows' ? undefined : tiledAttentionPlan(engine, s.T, s.D);
@@ -543,9 +662,9 @@ function attentionPlan(engine: Engine, s: AttentionShape): { kernels: AttentionK
   return { kernels: s.T <= MAX_SHARED_T ? 'rows' : 'thread' };
 }
 
-/** The attention kernels this engine runs at this shape. */
-export function attentionKernels(engine: Engine, s: AttentionShape): AttentionKernels {
-  return attentionPlan(engine, s).kernels;
+/** The attention kernels this engine runs at this shape, in this pass (default: the forward). */
+export function attentionKernels(engine: Engine, s: AttentionShape, pass: AttentionPass = 'forward'): AttentionKernels {
+  return attentionPlan(engine, s, pass).kernels;
 }
 
 /**
@@ -645,7 +764,7 @@ export function attention(engine: Engine, qkv: Tensor, s: AttentionShape): { out
 export function attentionBackward(engine: Engine, dout: Tensor, qkv: Tensor, probs: Tensor, s: AttentionShape): Tensor {
   const C = s.H * s.D;
   const dqkv = engine.empty(qkv.shape);
-  const chosen = attentionPlan(engine, s);
+  const chosen = attentionPlan(engine, s, 'backward');
   if (chosen.head) {
     headAttentionBackward(engine, chosen.head, dout, qkv, probs, dqkv, s);
     return dqkv;
