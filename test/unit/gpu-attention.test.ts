@@ -8,8 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { openDawn } from '../../server/gpu/dawn.ts';
+import { test } from 'node:test';
 import { loadStoredTuning, saveTuning, tuningDirs } from '../../server/gpu/tuning.ts';
 import { Engine, type Tensor } from '../../src/core/gpu/engine.ts';
 import { setTiledAttentionMemory, tiledAttentionPlan } from '../../src/core/gpu/kernels/attention.ts';
@@ -18,64 +17,56 @@ import { getMatmulTuning, setMatmulTuning } from '../../src/core/gpu/kernels/mat
 import * as ops from '../../src/core/gpu/kernels/ops.ts';
 import { DEFAULT_GPU_TUNING } from '../../src/core/gpu/tuning.ts';
 import { Rng } from '../../src/core/util/random.ts';
+import { cpuEngines } from '../helpers/engines.ts';
 
-let gl: Engine;
-let swiftshader: Engine;
-before(async () => {
-  gl = new Engine(await openDawn({ backend: 'opengles' }));
-  swiftshader = new Engine(await openDawn({ backend: 'swiftshader' }));
-});
-after(() => {
-  gl.destroy();
-  swiftshader.destroy();
-});
+const engines = cpuEngines();
 
 const IMAGE = { B: 2, T: 50, H: 2, D: 64, causal: false };
 const TEXT = { B: 1, T: 77, H: 2, D: 64, causal: true };
 
 test('per-head and tiled kernels: GPU row forms only, T ≤ 128 and heads a multiple of 4 wide; forced down the list', () => {
-  assert.equal(ops.attentionKernels(gl, IMAGE), 'thread', 'CPU adapters keep one thread per query');
-  ops.setRowKernelMode(gl, 'workgroup');
+  assert.equal(ops.attentionKernels(engines.gl, IMAGE), 'thread', 'CPU adapters keep one thread per query');
+  ops.setRowKernelMode(engines.gl, 'workgroup');
   try {
-    assert.equal(ops.attentionKernels(gl, IMAGE), 'head');
-    assert.equal(ops.attentionKernels(gl, TEXT), 'head');
+    assert.equal(ops.attentionKernels(engines.gl, IMAGE), 'head');
+    assert.equal(ops.attentionKernels(engines.gl, TEXT), 'head');
     // 128 keys of 128 channels: the score tile and a chunk of keys exceed 32 KiB; the tiled kernels take it.
-    assert.equal(ops.attentionKernels(gl, { ...IMAGE, T: 128, D: 128 }), 'tiled');
-    assert.equal(ops.attentionKernels(gl, { ...IMAGE, T: 129 }), 'rows');
-    assert.equal(ops.attentionKernels(gl, { ...IMAGE, D: 66 }), 'rows');
+    assert.equal(ops.attentionKernels(engines.gl, { ...IMAGE, T: 128, D: 128 }), 'tiled');
+    assert.equal(ops.attentionKernels(engines.gl, { ...IMAGE, T: 129 }), 'rows');
+    assert.equal(ops.attentionKernels(engines.gl, { ...IMAGE, D: 66 }), 'rows');
     // Per pass by default: the backward of a causal mask runs the tiled kernels, without one the per-head ones.
-    assert.equal(ops.attentionKernels(gl, IMAGE, 'backward'), 'head');
-    assert.equal(ops.attentionKernels(gl, TEXT, 'backward'), 'tiled');
-    ops.setAttentionBackwardKernels(gl, 'head');
-    assert.equal(ops.attentionKernels(gl, TEXT, 'backward'), 'head');
-    ops.setAttentionBackwardKernels(gl, undefined);
-    ops.setAttentionKernels(gl, 'head');
-    assert.equal(ops.attentionKernels(gl, TEXT, 'backward'), 'head', 'forcing the kernels forces both passes');
-    ops.setAttentionKernels(gl, 'tiled');
-    assert.equal(ops.attentionKernels(gl, TEXT), 'tiled');
-    assert.equal(ops.attentionKernels(gl, IMAGE, 'backward'), 'tiled');
-    ops.setAttentionBackwardKernels(gl, 'head');
-    assert.equal(ops.attentionKernels(gl, IMAGE), 'tiled');
-    assert.equal(ops.attentionKernels(gl, IMAGE, 'backward'), 'head');
-    ops.setAttentionBackwardKernels(gl, undefined);
-    ops.setAttentionKernels(gl, 'rows');
-    assert.equal(ops.attentionKernels(gl, TEXT), 'rows');
-    assert.equal(ops.attentionKernels(gl, TEXT, 'backward'), 'rows');
+    assert.equal(ops.attentionKernels(engines.gl, IMAGE, 'backward'), 'head');
+    assert.equal(ops.attentionKernels(engines.gl, TEXT, 'backward'), 'tiled');
+    ops.setAttentionBackwardKernels(engines.gl, 'head');
+    assert.equal(ops.attentionKernels(engines.gl, TEXT, 'backward'), 'head');
+    ops.setAttentionBackwardKernels(engines.gl, undefined);
+    ops.setAttentionKernels(engines.gl, 'head');
+    assert.equal(ops.attentionKernels(engines.gl, TEXT, 'backward'), 'head', 'forcing the kernels forces both passes');
+    ops.setAttentionKernels(engines.gl, 'tiled');
+    assert.equal(ops.attentionKernels(engines.gl, TEXT), 'tiled');
+    assert.equal(ops.attentionKernels(engines.gl, IMAGE, 'backward'), 'tiled');
+    ops.setAttentionBackwardKernels(engines.gl, 'head');
+    assert.equal(ops.attentionKernels(engines.gl, IMAGE), 'tiled');
+    assert.equal(ops.attentionKernels(engines.gl, IMAGE, 'backward'), 'head');
+    ops.setAttentionBackwardKernels(engines.gl, undefined);
+    ops.setAttentionKernels(engines.gl, 'rows');
+    assert.equal(ops.attentionKernels(engines.gl, TEXT), 'rows');
+    assert.equal(ops.attentionKernels(engines.gl, TEXT, 'backward'), 'rows');
   } finally {
-    ops.setAttentionKernels(gl, undefined);
-    ops.setAttentionBackwardKernels(gl, undefined);
-    ops.setRowKernelMode(gl, undefined);
+    ops.setAttentionKernels(engines.gl, undefined);
+    ops.setAttentionBackwardKernels(engines.gl, undefined);
+    ops.setRowKernelMode(engines.gl, undefined);
   }
 });
 
 test('per-head plans: one chunk of keys where the memory holds them, chunks under less, else the tiled kernels', () => {
-  const limit = gl.info.limits.maxComputeWorkgroupStorageSize!;
+  const limit = engines.gl.info.limits.maxComputeWorkgroupStorageSize!;
   for (const memory of [undefined, 49152, 20480, 16384]) {
-    setTiledAttentionMemory(gl, memory);
+    setTiledAttentionMemory(engines.gl, memory);
     try {
       const budget = Math.min(memory ?? Infinity, limit);
       for (const [T, D] of [[50, 64], [77, 64], [65, 64], [32, 64], [1, 4], [13, 8], [128, 128]] as const) {
-        const plan = headAttentionPlan(gl, T, D);
+        const plan = headAttentionPlan(engines.gl, T, D);
         // The score tile (odd stride) and at least 8 staged rows of keys must fit, and 8 rows of q and dO.
         const fits = 4 * T * (T | 1) + 4 * Math.min(T, 8) * D <= budget && 8 * Math.min(T, 8) * D <= budget;
         assert.equal(plan !== undefined, fits, `${T}×${D} under ${budget}`);
@@ -86,23 +77,23 @@ test('per-head plans: one chunk of keys where the memory holds them, chunks unde
         if (plan.KC < T) assert.ok(plan.sharedBytes + 4 * D > budget);
       }
     } finally {
-      setTiledAttentionMemory(gl, undefined);
+      setTiledAttentionMemory(engines.gl, undefined);
     }
   }
   // This machine's adapters offer 32 KiB: the text tower's 77 keys come in chunks; the image tower's 50 in one.
-  assert.ok(headAttentionPlan(gl, 77, 64)!.KC < 77);
-  assert.equal(headAttentionPlan(gl, 50, 64)!.KC, 50);
+  assert.ok(headAttentionPlan(engines.gl, 77, 64)!.KC < 77);
+  assert.equal(headAttentionPlan(engines.gl, 50, 64)!.KC, 50);
   // Under 16 KiB the text tower's 77×77 score tile does not fit (the tiled kernels take it); the image tower's
   // 50×51 does, with its keys in chunks.
-  setTiledAttentionMemory(gl, 16384);
-  ops.setRowKernelMode(gl, 'workgroup');
+  setTiledAttentionMemory(engines.gl, 16384);
+  ops.setRowKernelMode(engines.gl, 'workgroup');
   try {
-    assert.equal(ops.attentionKernels(gl, TEXT), 'tiled');
-    assert.equal(ops.attentionKernels(gl, IMAGE), 'head');
-    assert.ok(headAttentionPlan(gl, 50, 64)!.KC < 50);
+    assert.equal(ops.attentionKernels(engines.gl, TEXT), 'tiled');
+    assert.equal(ops.attentionKernels(engines.gl, IMAGE), 'head');
+    assert.ok(headAttentionPlan(engines.gl, 50, 64)!.KC < 50);
   } finally {
-    ops.setRowKernelMode(gl, undefined);
-    setTiledAttentionMemory(gl, undefined);
+    ops.setRowKernelMode(engines.gl, undefined);
+    setTiledAttentionMemory(engines.gl, undefined);
   }
 });
 
@@ -110,10 +101,10 @@ test('token index: ids ascending, positions ascending within each, segments of a
   const rng = new Rng(9);
   // A padded caption batch: most positions hold id 0 (many segments), a few repeated and single ids.
   const ids = Array.from({ length: 6 * 77 }, (_, i) => (i % 77 < 2 + (i % 7) ? 1 + rng.int(20) : 0));
-  const index = ops.tokenIndex(gl, ids, [6, 77]);
+  const index = ops.tokenIndex(engines.gl, ids, [6, 77]);
   try {
     const [unique, starts, positions, segments, first] = await Promise.all(
-      [index.unique, index.starts, index.positions, index.segments, index.firstSegment].map((t) => gl.read(t)));
+      [index.unique, index.starts, index.positions, index.segments, index.firstSegment].map((t) => engines.gl.read(t)));
     const want = [...new Set(ids)].sort((a, b) => a - b);
     assert.deepEqual([...unique!], want);
     assert.equal(index.uniqueCount, want.length);
@@ -135,19 +126,19 @@ test('token index: ids ascending, positions ascending within each, segments of a
 
 test('tile plans fit the workgroup memory they are given, down to 16 KiB', () => {
   for (const memory of [16384, undefined]) {
-    setTiledAttentionMemory(gl, memory);
+    setTiledAttentionMemory(engines.gl, memory);
     try {
       for (const [T, D] of [[50, 64], [77, 64], [128, 128], [1, 4], [13, 8]] as const) {
-        const plan = tiledAttentionPlan(gl, T, D);
+        const plan = tiledAttentionPlan(engines.gl, T, D);
         assert.ok(plan, `${T}×${D}`);
-        const limit = Math.min(memory ?? 32768, gl.info.limits.maxComputeWorkgroupStorageSize ?? 16384);
+        const limit = Math.min(memory ?? 32768, engines.gl.info.limits.maxComputeWorkgroupStorageSize ?? 16384);
         assert.ok(plan.sharedBytes <= limit && plan.sharedBytesKV <= limit, `${T}×${D}: ${plan.sharedBytes}, ${plan.sharedBytesKV} > ${limit}`);
         assert.ok(plan.W <= 128 && plan.BQ * plan.NB >= T && plan.KC >= 1 && plan.QC >= 1);
       }
       // 16 KiB cannot hold all 77 keys of 64 channels: they are staged in chunks.
-      if (memory) assert.ok(tiledAttentionPlan(gl, 77, 64)!.KC < 77);
+      if (memory) assert.ok(tiledAttentionPlan(engines.gl, 77, 64)!.KC < 77);
     } finally {
-      setTiledAttentionMemory(gl, undefined);
+      setTiledAttentionMemory(engines.gl, undefined);
     }
   }
 });
@@ -167,7 +158,7 @@ async function attentionBits(engine: Engine, s: ops.AttentionShape, seed: number
 }
 
 test('per-head and tiled attention are bit-identical from run to run and agree with the per-row kernels (CLIP shapes)', async () => {
-  for (const [engine, mode] of [[gl, 'workgroup'], [swiftshader, 'subgroup']] as const) {
+  for (const [engine, mode] of [[engines.gl, 'workgroup'], [engines.swiftshader, 'subgroup']] as const) {
     ops.setRowKernelMode(engine, mode);
     try {
       for (const s of [IMAGE, TEXT]) {
@@ -193,9 +184,9 @@ test('per-head and tiled attention are bit-identical from run to run and agree w
 });
 
 test('profile: one GPU time per dispatch, by kernel, where the adapter has timestamp queries', async () => {
-  assert.equal(gl.startProfile(), false, 'the GL compatibility adapter has no timestamp queries');
-  assert.equal(await gl.stopProfile(), undefined);
-  const e = swiftshader;
+  assert.equal(engines.gl.startProfile(), false, 'the GL compatibility adapter has no timestamp queries');
+  assert.equal(await engines.gl.stopProfile(), undefined);
+  const e = engines.swiftshader;
   e.beginScope();
   try {
     const x = e.tensor(Float32Array.from({ length: 4096 }, (_, i) => i / 4096));
@@ -220,15 +211,15 @@ test('training picks up the stored matmul tuning of its adapter: first directory
   try {
     const [empty, stored, other] = ['empty', 'stored', 'other'].map((d) => join(root, d));
     const tuning = { ...DEFAULT_GPU_TUNING, targetWorkgroups: 77 };
-    saveTuning(gl, stored!, tuning);
-    saveTuning(gl, other!, { ...DEFAULT_GPU_TUNING, targetWorkgroups: 99 });
-    assert.equal(loadStoredTuning(gl, [empty!]), undefined);
-    assert.equal(getMatmulTuning(gl), undefined);
-    assert.equal(loadStoredTuning(gl, [empty!, stored!, other!]), join(stored!, 'gpu-tuning.json'));
-    assert.deepEqual(getMatmulTuning(gl), tuning);
+    saveTuning(engines.gl, stored!, tuning);
+    saveTuning(engines.gl, other!, { ...DEFAULT_GPU_TUNING, targetWorkgroups: 99 });
+    assert.equal(loadStoredTuning(engines.gl, [empty!]), undefined);
+    assert.equal(getMatmulTuning(engines.gl), undefined);
+    assert.equal(loadStoredTuning(engines.gl, [empty!, stored!, other!]), join(stored!, 'gpu-tuning.json'));
+    assert.deepEqual(getMatmulTuning(engines.gl), tuning);
     assert.deepEqual(tuningDirs({ DCW_GPU_TUNING_DIR: stored, XDG_CACHE_HOME: '/cache' }).slice(0, 2), [stored, '/cache/dcw']);
   } finally {
-    setMatmulTuning(gl, undefined);
+    setMatmulTuning(engines.gl, undefined);
     rmSync(root, { recursive: true, force: true });
   }
 });

@@ -3,40 +3,31 @@
 // adapter (no subgroups) and the SwiftShader core adapter (subgroups of 4). Each form must also be bit-identical
 // from run to run, and a small transformer trained with the GPU forms must follow the float64 loss curve.
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { openDawn } from '../../server/gpu/dawn.ts';
+import { test } from 'node:test';
 import { GpuBackend, RefBackend } from '../../src/core/gpu/backend.ts';
 import { checkOps } from '../../src/core/gpu/checks.ts';
 import { Engine, type Tensor } from '../../src/core/gpu/engine.ts';
 import * as ops from '../../src/core/gpu/kernels/ops.ts';
 import { trainTinyLm } from '../../src/core/gpu/transformer.ts';
 import { Rng } from '../../src/core/util/random.ts';
+import { cpuEngines } from '../helpers/engines.ts';
 
 // The toy model of gpu-train.test.ts (importing that file would register its 200-step test here too).
 const TOY = { vocab: 10, seq: 8, width: 32, heads: 4, layers: 2, batch: 16, seed: 3 };
 const TOY_OPTIMIZER = { lr: 3e-3, beta1: 0.9, beta2: 0.98, eps: 1e-6, weightDecay: 0.1, maxNorm: 1 };
 const TOY_TOLERANCE = 0.01;
 
-let gl: Engine;
-let swiftshader: Engine;
-before(async () => {
-  gl = new Engine(await openDawn({ backend: 'opengles' }));
-  swiftshader = new Engine(await openDawn({ backend: 'swiftshader' }));
-});
-after(() => {
-  gl.destroy();
-  swiftshader.destroy();
-});
+const engines = cpuEngines();
 
 test('forms on offer: CPU adapters default to one thread per row; subgroups only where the device has them', () => {
-  assert.deepEqual(ops.rowKernelModes(gl), ['thread', 'workgroup']);
-  assert.deepEqual(ops.rowKernelModes(swiftshader), ['thread', 'workgroup', 'subgroup']);
-  assert.equal(ops.rowKernelMode(gl), 'thread');
-  assert.equal(ops.rowKernelMode(swiftshader), 'thread');
-  assert.throws(() => ops.setRowKernelMode(gl, 'subgroup'), /not available/);
+  assert.deepEqual(ops.rowKernelModes(engines.gl), ['thread', 'workgroup']);
+  assert.deepEqual(ops.rowKernelModes(engines.swiftshader), ['thread', 'workgroup', 'subgroup']);
+  assert.equal(ops.rowKernelMode(engines.gl), 'thread');
+  assert.equal(ops.rowKernelMode(engines.swiftshader), 'thread');
+  assert.throws(() => ops.setRowKernelMode(engines.gl, 'subgroup'), /not available/);
 });
 
-for (const [name, get] of [['GL compatibility', () => gl], ['SwiftShader core', () => swiftshader]] as const) {
+for (const [name, get] of [['GL compatibility', () => engines.gl], ['SwiftShader core', () => engines.swiftshader]] as const) {
   test(`every row-kernel form matches the reference (${name} adapter)`, async () => {
     const engine = get();
     for (const mode of ops.rowKernelModes(engine)) {
@@ -64,16 +55,16 @@ for (const [name, get] of [['GL compatibility', () => gl], ['SwiftShader core', 
 }
 
 test('a transformer trained with workgroup-per-row kernels follows the float64 loss curve', async () => {
-  ops.setRowKernelMode(gl, 'workgroup');
+  ops.setRowKernelMode(engines.gl, 'workgroup');
   try {
     const steps = 40;
-    const gpu = await trainTinyLm(new GpuBackend(gl), TOY, steps, TOY_OPTIMIZER);
+    const gpu = await trainTinyLm(new GpuBackend(engines.gl), TOY, steps, TOY_OPTIMIZER);
     const ref = await trainTinyLm(new RefBackend(), TOY, steps, TOY_OPTIMIZER);
     const worst = Math.max(...gpu.map((l, i) => Math.abs(l - ref[i]!)));
     assert.ok(worst < TOY_TOLERANCE, `loss curves differ by up to ${worst}`);
     assert.ok(gpu[steps - 1]! < gpu[0]! - 0.3, `no learning: ${gpu[0]} → ${gpu[steps - 1]}`);
   } finally {
-    ops.setRowKernelMode(gl, undefined);
+    ops.setRowKernelMode(engines.gl, undefined);
   }
 });
 

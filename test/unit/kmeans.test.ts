@@ -5,12 +5,11 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { openDawn } from '../../server/gpu/dawn.ts';
-import { Engine } from '../../src/core/gpu/engine.ts';
+import { describe, test } from 'node:test';
 import { mergeBest } from '../../src/core/gpu/kernels/kmeans.ts';
 import { assignNearest, kmeans, Mt19937, randPerm, splitClusters, uniqueLabels, type Embeddings } from '../../src/core/filters/kmeans.ts';
 import { readNpy } from '../../src/core/formats/npy.ts';
+import { cpuEngines } from '../helpers/engines.ts';
 
 const FIX = join(import.meta.dirname, '../fixtures/kmeans');
 const cases = JSON.parse(readFileSync(join(FIX, 'cases.json'), 'utf8')) as Record<string, { k: number; niter?: number; seed?: number; max_points_per_centroid?: number; splits: number[] }>;
@@ -20,16 +19,7 @@ function load(name: string): Embeddings {
   return { rows: a.shape[0]!, dim: a.shape[1]!, data: a.data as Float32Array | Uint16Array };
 }
 
-let gl: Engine;
-let swiftshader: Engine;
-before(async () => {
-  gl = new Engine(await openDawn({ backend: 'opengles' }));
-  swiftshader = new Engine(await openDawn({ backend: 'swiftshader' }));
-});
-after(() => {
-  gl.destroy();
-  swiftshader.destroy();
-});
+const engines = cpuEngines();
 
 describe('faiss RandomGenerator', () => {
   test('mt19937 gives the C++ standard values (seed 5489: first 3499211612, 10000th 4123659995)', () => {
@@ -54,7 +44,7 @@ describe('k-means against the numpy reference of faiss', () => {
       const c = cases[name]!;
       const x = load(`${name}-x`);
       const want = load(`${name}-centroids`).data as Float32Array;
-      for (const engine of [gl, swiftshader]) {
+      for (const engine of [engines.gl, engines.swiftshader]) {
         const splits: number[] = [];
         const r = await kmeans(engine, x, c.k, {
           niter: c.niter ?? 20, seed: c.seed ?? 0, maxPointsPerCentroid: c.max_points_per_centroid ?? 10_000_000,
@@ -70,28 +60,28 @@ describe('k-means against the numpy reference of faiss', () => {
 
   test('the objective never increases on well-separated data', async () => {
     const x = load('blobs-x');
-    const r = await kmeans(gl, x, 8, { niter: 10 });
+    const r = await kmeans(engines.gl, x, 8, { niter: 10 });
     for (let i = 1; i < r.iterations.length; i++) assert.ok(r.iterations[i]!.objective <= r.iterations[i - 1]!.objective * (1 + 1e-6));
     assert.deepEqual(r.warnings, []);
-    const few = await kmeans(gl, load('split-x'), 6, { niter: 1 });
+    const few = await kmeans(engines.gl, load('split-x'), 6, { niter: 1 });
     assert.ok(few.warnings.length === 1 && /please provide at least 234 training points/.test(few.warnings[0]!), 'faiss warns below 39 points per centroid');
   });
 
   test('given starting centroids and no iterations, they come back unchanged; n == k copies the points', async () => {
     const x = load('split-x');
     const init = new Float32Array(6 * 8).map((_, i) => i / 7);
-    assert.deepEqual((await kmeans(gl, x, 6, { niter: 0, initialCentroids: init })).centroids, init);
+    assert.deepEqual((await kmeans(engines.gl, x, 6, { niter: 0, initialCentroids: init })).centroids, init);
     const few: Embeddings = { rows: 3, dim: 8, data: (x.data as Float32Array).slice(0, 24) };
-    assert.deepEqual((await kmeans(gl, few, 3)).centroids, few.data);
+    assert.deepEqual((await kmeans(engines.gl, few, 3)).centroids, few.data);
   });
 
   test('bad input: fewer points than clusters, NaN, wrong shapes', async () => {
     const x = load('split-x');
-    await assert.rejects(kmeans(gl, { rows: 2, dim: 8, data: new Float32Array(16) }, 3), /at least as large as number of clusters/);
+    await assert.rejects(kmeans(engines.gl, { rows: 2, dim: 8, data: new Float32Array(16) }, 3), /at least as large as number of clusters/);
     const nan = new Float32Array(x.data as Float32Array);
     nan[5] = NaN;
-    await assert.rejects(kmeans(gl, { ...x, data: nan }, 3), /NaN/);
-    await assert.rejects(kmeans(gl, { rows: 5, dim: 8, data: new Float32Array(39) }, 3), /do not make 5 rows of 8/);
+    await assert.rejects(kmeans(engines.gl, { ...x, data: nan }, 3), /NaN/);
+    await assert.rejects(kmeans(engines.gl, { rows: 5, dim: 8, data: new Float32Array(39) }, 3), /do not make 5 rows of 8/);
   });
 });
 
@@ -113,13 +103,13 @@ describe('nearest centroid by inner product (image_based)', () => {
     const x = load('assign-x');
     const c = load('assign-centroids');
     const want = readNpy(new Uint8Array(readFileSync(join(FIX, 'assign-labels.npy'))), 'labels').data as BigInt64Array;
-    for (const engine of [gl, swiftshader]) {
+    for (const engine of [engines.gl, engines.swiftshader]) {
       for (const batchRows of [1024, 7]) {
         const got = await assignNearest(engine, c, x, { batchRows });
         assert.deepEqual([...got], [...want].map(Number), `batch ${batchRows} on ${engine.info.description}`);
       }
     }
-    assert.equal((await assignNearest(gl, c, x, { rows: Int32Array.from([11, 7]) })).join(), `5,${Number(want[7])}`);
+    assert.equal((await assignNearest(engines.gl, c, x, { rows: Int32Array.from([11, 7]) })).join(), `5,${Number(want[7])}`);
   });
 
   test('ties go to the lowest centroid, in every kernel form and across centroid blocks', async () => {
@@ -129,12 +119,12 @@ describe('nearest centroid by inner product (image_based)', () => {
     const scores = new Float32Array(n * kb).map((_, i) => (i * 7919) % 13);
     for (const form of ['thread', 'workgroup'] as const) {
       for (const mode of ['ip', 'l2'] as const) {
-        const s = gl.tensor(scores, [n * kb]);
-        const cn = gl.tensor(new Float32Array(kb).fill(1), [kb]);
-        const best = gl.empty([n]);
-        const idx = gl.empty([n], 'u32');
-        mergeBest(gl, mode, s, cn, best, idx, n, 35, 0, true, form);
-        const got = (await gl.read(idx)) as Uint32Array;
+        const s = engines.gl.tensor(scores, [n * kb]);
+        const cn = engines.gl.tensor(new Float32Array(kb).fill(1), [kb]);
+        const best = engines.gl.empty([n]);
+        const idx = engines.gl.empty([n], 'u32');
+        mergeBest(engines.gl, mode, s, cn, best, idx, n, 35, 0, true, form);
+        const got = (await engines.gl.read(idx)) as Uint32Array;
         for (let r = 0; r < n; r++) {
           const row = [...scores.slice(r * 35, r * 35 + 35)].map((v) => (mode === 'ip' ? v : 1 - 2 * v));
           const target = mode === 'ip' ? Math.max(...row) : Math.min(...row);
