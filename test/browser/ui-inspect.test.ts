@@ -310,6 +310,7 @@ test('a pool with embeddings: "more like this" ranks as numpy\'s brute-force cos
   await page.keyboard.press('m');
   await checkRanking(q2);
   await page.getByTestId('similar-back').click();
+  await page.getByTestId('similar-banner').waitFor({ state: 'detached' });
 
   // Near-duplicate groups by embedding cosine at the default 0.95.
   await page.getByTestId('group-duplicates').click();
