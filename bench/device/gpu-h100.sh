@@ -10,38 +10,18 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-bench/out}
 mkdir -p "$OUT"
-NODE=${NODE:-.dev/node}
 log="$OUT/gpu-h100.log"
 exec > >(tee "$log") 2>&1
 
-if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
-  if ls .gl/*.deb >/dev/null 2>&1; then
-    for f in .gl/*.deb; do dpkg -x "$f" /; done
-    ldconfig
-  else
-    echo "no libvulkan.so.1 and no .gl/*.deb to unpack: carry the Vulkan loader .debs in .gl/" >&2
-    exit 1
-  fi
-fi
-export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
-if [ -f /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json ]; then
-  export __EGL_VENDOR_LIBRARY_FILENAMES=${__EGL_VENDOR_LIBRARY_FILENAMES:-/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json}
-fi
-# prepare-carry.sh ships node and dawn.node xz-compressed; python3 (always there) unpacks them.
-unxz_py() { python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; }
-[ -f .dev/node.xz ] && [ ! -x .dev/node ] && unxz_py .dev/node.xz .dev/node && chmod +x .dev/node
-dawn=.dev/node_modules/webgpu/dist/linux-x64/dawn.node
-[ -f "$dawn.xz" ] && [ ! -f "$dawn" ] && unxz_py "$dawn.xz" "$dawn"
-[ -x "$NODE" ] || chmod +x "$NODE" 2>/dev/null || true
-if ! "$NODE" --version >/dev/null 2>&1; then echo "no runnable node at $NODE (set NODE=…)" >&2; exit 1; fi
+. bench/device/lib.sh
+setup_vulkan || exit 1
+unpack_node_and_dawn || exit 1
 
 echo "== $(date -u +%FT%TZ) $(uname -m) node $("$NODE" --version)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>/dev/null || echo "(no nvidia-smi)"
 echo "VK_DRIVER_FILES=$VK_DRIVER_FILES"
 
 # 1) The kernels' reference checks on this GPU (quick: a few hundred small matmuls, all kernel variants).
-# Bundled scripts (prepare-carry.sh) need no tsx; a full node_modules can run the sources instead.
-ts_cmd() { if [ -f ".dev/$1.mjs" ]; then echo "$NODE .dev/$1.mjs"; else echo "$NODE --import tsx bench/$1.ts"; fi; }
 # SKIP_CHECK=1 skips the full set (a bench-only rerun; on the H100 it takes ~90 s, most of it pipeline
 # compilation) but still checks every non-matmul kernel in each row-kernel form (thread / workgroup / subgroup).
 check=0

@@ -26,36 +26,12 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/train-h100.log") 2>&1
 started=$(date +%s)
 
-if [ "$BACKEND" = vulkan ]; then
-  if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
-    if ls .gl/*.deb >/dev/null 2>&1; then
-      for f in .gl/*.deb; do dpkg -x "$f" /; done
-      ldconfig
-    else
-      echo "no libvulkan.so.1 and no .gl/*.deb to unpack: carry the Vulkan loader .debs in .gl/" >&2
-      exit 1
-    fi
-  fi
-  export VK_DRIVER_FILES=${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}
-  if [ -f /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json ]; then
-    export __EGL_VENDOR_LIBRARY_FILENAMES=${__EGL_VENDOR_LIBRARY_FILENAMES:-/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json}
-  fi
-fi
-# prepare-carry.sh ships node and dawn.node xz-compressed; python3 (always there) unpacks them. (A local test sets
-# NODE to the machine's node; prepare-carry.sh deletes the unpacked copies before the next carry.)
-unxz_py() { python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; }
-if [ -z "${NODE:-}" ]; then
-  [ -f .dev/node.xz ] && [ ! -x .dev/node ] && unxz_py .dev/node.xz .dev/node && chmod +x .dev/node
-  NODE=.dev/node
-fi
-dawn=.dev/node_modules/webgpu/dist/linux-x64/dawn.node
-[ -f "$dawn.xz" ] && [ ! -f "$dawn" ] && unxz_py "$dawn.xz" "$dawn"
-if ! "$NODE" --version >/dev/null 2>&1; then echo "no runnable node at $NODE (set NODE=…)" >&2; exit 1; fi
+. bench/device/lib.sh
+if [ "$BACKEND" = vulkan ]; then setup_vulkan || exit 1; fi
+unpack_node_and_dawn || exit 1
 
 echo "== $(date -u +%FT%TZ) $(uname -m) node $("$NODE" --version) backend $BACKEND${TINY:+ (tiny shapes)}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv 2>/dev/null || echo "(no nvidia-smi)"
-# Bundled scripts (prepare-carry.sh) need no tsx; a full node_modules can run the sources instead.
-ts_cmd() { if [ -f ".dev/$1.mjs" ]; then echo "$NODE .dev/$1.mjs"; else echo "$NODE --import tsx bench/$1.ts"; fi; }
 
 # 1) Every non-matmul kernel against the float64 reference, in each row-kernel form (thread / workgroup / subgroup),
 #    with the per-(batch, head) and the tiled attention at CLIP's shapes (T 50, 77, 65, 32, heads of 64, causal and

@@ -23,11 +23,10 @@ import { FormatError } from '../../src/core/formats/errors.ts';
 import { ParquetFile } from '../../src/core/formats/parquet.ts';
 import {
   DEFAULT_TRUSTED, describeTrusted, embeddingsNpz, MissingSamplesError, SCORE_COLUMNS, scoredParquet, scorePool, separationReport,
-  type ScorePoolResult, type SeparationReport, type TrustedRule,
+  type ScorePoolOptions, type ScorePoolResult, type SeparationReport, type TrustedRule,
 } from '../../src/core/pipeline/score-pool.ts';
-import type { ClipTokenizer } from '../../src/core/text/tokenizer.ts';
+import type { BackendTensor } from '../../src/core/gpu/backend.ts';
 import { stateBytes } from '../../src/core/train/checkpoint.ts';
-import type { TrainProgress } from '../../src/core/train/loop.ts';
 import { isScaleName, SCORER_SCALES, scaleConfig, type ScaleConfig } from '../../src/core/train/scales.ts';
 import { UserError } from '../cli/errors.ts';
 import { listMetadataFiles } from '../filters/metadata-dir.ts';
@@ -43,23 +42,16 @@ export const SCORER_DIR = 'scorer';
 export const SCORER_FORMAT = 'dcw-scorer-v1';
 const STAGING_PREFIX = '.dcw-score.';
 
-export interface PoolScoreOptions {
+/** scorePool's options (src/core/pipeline/score-pool.ts) that pass through unchanged, and the folder-level ones. */
+export interface PoolScoreOptions extends Pick<ScorePoolOptions<BackendTensor>, 'seed' | 'tokenizer' | 'allowMissing' | 'batchSize' | 'logEvery' | 'log' | 'onTrainProgress' | 'onEmbedProgress'> {
   /** Pool folder (CommonPool layout: metadata/, shards/). */
   pool: string;
   /** A scorer recipe name (scorer-cpu, scorer-gpu), or a ScaleConfig (tests). */
   scale: string | ScaleConfig;
-  seed: number;
   /** A baseline name or a recipe file; default basic_filter. */
   trusted?: string;
-  tokenizer: ClipTokenizer;
   gpu?: DawnBackend;
   overwrite?: boolean;
-  allowMissing?: boolean;
-  batchSize?: number;
-  logEvery?: number;
-  log?: (line: string) => void;
-  onTrainProgress?: (p: TrainProgress) => void;
-  onEmbedProgress?: (stage: 'text' | 'image', done: number, total: number) => void;
 }
 
 export interface PoolScoreOutcome {
