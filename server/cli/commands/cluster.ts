@@ -10,7 +10,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { Option, type Command } from 'commander';
-import { centroidAssetNames, clusteringInput, concatRows, npzPathFor, readFeatureMatrix, TARGET_ASSET_NAMES, type ImageBasedScale } from '../../../src/core/filters/image-based.ts';
+import { ASSETS_RELEASE, centroidAssetNames, clusteringInput, concatRows, npzPathFor, readFeatureMatrix, TARGET_ASSET_NAMES, type ImageBasedScale } from '../../../src/core/filters/image-based.ts';
 import { DATACOMP_KMEANS, kmeans, Mt19937, type Embeddings } from '../../../src/core/filters/kmeans.ts';
 import type { MetadataFile } from '../../../src/core/filters/scan.ts';
 import { FormatError } from '../../../src/core/formats/errors.ts';
@@ -24,7 +24,6 @@ import { writeFileAtomic } from '../../io/streams.ts';
 import { createProgress } from '../progress.ts';
 import { UserError } from '../errors.ts';
 
-const ASSET_URL = 'https://github.com/sagadre/datacomp_baseline_assets/releases/download/v0.1.0-alpha/';
 
 /** The WebGPU engine on this machine's best adapter ($DCW_GPU_BACKEND picks one: vulkan, opengles, swiftshader). */
 export async function openEngine(command: string): Promise<Engine> {
@@ -59,7 +58,7 @@ function assetDirs(): string[] {
 
 function findAsset(names: readonly string[], flag: string, command: string): string {
   for (const dir of assetDirs()) for (const name of names) if (existsSync(join(dir, name))) return join(dir, name);
-  throw new UserError(`${command}: ${names[0]} not found in ${assetDirs().join(' or ')}: give ${flag} or set DCW_ASSETS to a folder holding it (official file: ${ASSET_URL}${names[0]})`);
+  throw new UserError(`${command}: ${names[0]} not found in ${assetDirs().join(' or ')}: give ${flag} or set DCW_ASSETS to a folder holding it (official file: ${ASSETS_RELEASE}${names[0]})`);
 }
 
 export async function readMatrix(path: string, command: string, key?: string): Promise<Embeddings> {

@@ -26,6 +26,9 @@ import { assignNearest, uniqueLabels, type Embeddings } from './kmeans.ts';
 import { andEnglish } from './baselines.ts';
 import { scanMetadata, type MetadataFile } from './scan.ts';
 
+/** DataComp's release of the baseline assets (centroids, targets, the wnid list). */
+export const ASSETS_RELEASE = 'https://github.com/sagadre/datacomp_baseline_assets/releases/download/v0.1.0-alpha/';
+
 export const IMAGE_BASED_SCALES = ['small', 'medium', 'large', 'xlarge'] as const;
 export type ImageBasedScale = (typeof IMAGE_BASED_SCALES)[number];
 

@@ -34,6 +34,10 @@ export interface TextBasedAssets {
   info: TextBasedInfo;
 }
 
+/** DataComp's ImageNet-21k wnid list (an asset of its baseline release: ASSETS_RELEASE in image-based.ts). */
+export const WNIDS_FILE = 'imagenet21k_wordnet_ids.txt';
+export const WNIDS_URL = `https://github.com/sagadre/datacomp_baseline_assets/releases/download/v0.1.0-alpha/${WNIDS_FILE}`;
+
 /** sha256 of imagenet21k_wordnet_ids.txt as DataComp's baselines/utils.py checks its download. */
 export const OFFICIAL_WNIDS_SHA256 = '66362bdedf36d933382edca5493fc562dcc17128ce36403c9e730a75f48cb2f2';
 
