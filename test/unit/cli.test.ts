@@ -1,7 +1,10 @@
 // The dcw command line as a user meets it: help, one-line errors, exit statuses.
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { dcw } from '../helpers/cli.ts';
+import { dcw, REPO } from '../helpers/cli.ts';
 import { BPE_PATH } from '../helpers/shared-data.ts';
 
 test('dcw --help lists every subcommand', () => {
@@ -31,4 +34,17 @@ test('unknown commands and bad choices fail with a non-zero status', () => {
   const bad = dcw(['filter', '--name', 'not_a_baseline']);
   assert.notEqual(bad.status, 0);
   assert.match(bad.stderr, /not_a_baseline/);
+});
+
+test('filter creates the missing folder of --save_path, as baselines.py does, and writes the reference bytes there', () => {
+  const root = mkdtempSync(join(tmpdir(), 'dcw-cli-save-'));
+  try {
+    const out = join(root, 'subsets', 'no_filter.npy');
+    const run = dcw(['filter', '--name', 'no_filter', '--metadata_dir', join(REPO, 'test/fixtures/filters/metadata'), '--save_path', out]);
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stderr, new RegExp(`creating: ${join(root, 'subsets')}`));
+    assert.deepEqual(readFileSync(out), readFileSync(join(REPO, 'test/fixtures/filters/expected/no_filter.npy')));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

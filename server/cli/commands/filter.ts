@@ -3,7 +3,8 @@
  * Writes the sorted subset .npy (np.save of u8,u8 records, duplicates kept), atomically: on any error
  * nothing is written.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Option, type Command } from 'commander';
@@ -75,6 +76,12 @@ scripts keep them). \`dcw cluster\` computes centroids for any pool.`)
       if (!f.save_path) throw new UserError('filter: --save_path is required');
       if (Boolean(f.name) === Boolean(f.recipe)) throw new UserError('filter: give exactly one of --name (a baseline) and --recipe (a recipe file)');
       const listing = await listMetadataFiles(f.metadata_dir);
+      // baselines.py creates the folder of --save_path when it is missing (before filtering)
+      const saveDir = dirname(resolve(f.save_path));
+      if (!existsSync(saveDir)) {
+        console.error(`creating: ${saveDir}`);
+        await mkdir(saveDir, { recursive: true });
+      }
       let parallel: Awaited<ReturnType<typeof parallelRunner>> | undefined;
       try {
         const workers = await filterWorkers(f.num_workers, listing.files.map((m) => m.name));
