@@ -10,7 +10,7 @@
  *
  * Rows are numbered 0..n-1 in the table's order; `rows` (optional) restricts the work to a subset.
  */
-import { DEFAULT_MAX_HAMMING, DEFAULT_MAX_MAD, mad, type Fingerprint } from '../pool/contamination.ts';
+import { DEFAULT_MAX_HAMMING, DEFAULT_MAX_MAD, mad, popcount, type Fingerprint } from '../pool/contamination.ts';
 
 export interface DuplicateGroups {
   /** For each row: the index of its group in `groups`, or -1 (no duplicate, or not among the rows grouped). */
@@ -359,12 +359,6 @@ export function groupByFingerprint(fingerprints: readonly (Fingerprint | null | 
     }
   }
   return c.groups(n, subset);
-}
-
-function popcount(x: number): number {
-  x -= (x >>> 1) & 0x55555555;
-  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
-  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
 }
 
 export interface SimilarityRanking {

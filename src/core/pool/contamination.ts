@@ -152,7 +152,8 @@ export function fingerprint(pixels: Uint8Array, width: number, height: number, c
   return { hash: [hi, lo], thumb };
 }
 
-function popcount(x: number): number {
+/** Set bits of a 32-bit word. */
+export function popcount(x: number): number {
   x -= (x >>> 1) & 0x55555555;
   x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
   return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
