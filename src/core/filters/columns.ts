@@ -6,13 +6,19 @@
  */
 import { Type, type Data, type Vector } from 'apache-arrow';
 import { FormatError } from '../formats/errors.ts';
-import type { FlatNumbers, FlatStrings } from './flat-parquet.ts';
+import { HEX_PAIR, type FlatNumbers, type FlatStrings, type UidWords } from './flat-parquet.ts';
 import { isPySpace, pyLen, pyWordCount } from './pystr.ts';
 
-export type { FlatNumbers, FlatStrings } from './flat-parquet.ts';
+export type { FlatNumbers, FlatStrings, UidWords } from './flat-parquet.ts';
 
-/** One column of a row group. */
-export type ColumnData = FlatStrings | FlatNumbers | Vector;
+/** One column of a row group (UidWords only for the uid column, where the scan was asked for them). */
+export type ColumnData = FlatStrings | FlatNumbers | UidWords | Vector;
+
+const isUidWords = (c: ColumnData): c is UidWords => 'kind' in c && c.kind === 'uid';
+/** Parsed uid words are no text: a caller that reads the uid column as a value scans without uidWords. */
+const noText = (name: string): never => {
+  throw new Error(`column "${name}" was scanned as parsed uid words (scan without uidWords to use its text)`);
+};
 
 const isFlat = (c: ColumnData): c is FlatStrings | FlatNumbers => 'kind' in c && (c.kind === 'str' || c.kind === 'num');
 
@@ -24,6 +30,7 @@ function isValid(d: Data, i: number): boolean {
 
 /** Any numeric column (ints, int64, float32/64) as float64, null → NaN. */
 export function numberColumn(column: ColumnData, file: string, name: string): Float64Array {
+  if (isUidWords(column)) throw new FormatError(file, `column "${name}" is Utf8, not a number`);
   if (isFlat(column)) {
     if (column.kind === 'num') return column.values;
     throw new FormatError(file, `column "${name}" is ${column.typeName}, not a number`);
@@ -45,12 +52,14 @@ export function numberColumn(column: ColumnData, file: string, name: string): Fl
 
 /** Whether a numeric column holds float32 values (comparisons with a Python float then happen in float32). */
 export function isFloat32Column(column: ColumnData): boolean {
+  if (isUidWords(column)) return false;
   if (isFlat(column)) return column.kind === 'num' && column.float32;
   return column.type.typeId === Type.Float && (column.type as { precision: number }).precision === 1;
 }
 
 /** A string column as byte ranges (an Arrow vector's bytes are used as they are). */
 export function stringsOf(column: ColumnData, file: string, name: string): FlatStrings {
+  if (isUidWords(column)) return noText(name);
   if (isFlat(column)) {
     if (column.kind === 'str') return column;
     throw new FormatError(file, `column "${name}" is ${column.typeName}, not a string`);
@@ -115,6 +124,7 @@ export function stringColumn(column: ColumnData, file: string, name: string): (s
 
 /** A list column's lengths (null list → NaN). */
 export function listLengthColumn(column: ColumnData, file: string, name: string): Float64Array {
+  if (isUidWords(column)) throw new FormatError(file, `column "${name}" is Utf8, not a list`);
   if (isFlat(column)) throw new FormatError(file, `column "${name}" is ${column.typeName}, not a list`);
   const out = new Float64Array(column.length);
   let at = 0;
@@ -238,21 +248,13 @@ export function perString(s: FlatStrings, measure: (s: FlatStrings, i: number) =
 
 // ───────────────────────────── uids ─────────────────────────────
 
-/** Two hex digits (as the 16-bit big-endian pair of their bytes) → their byte value, or -1. */
-const HEX_PAIR = new Int16Array(65536).fill(-1);
-{
-  const digits: [number, number][] = [];
-  for (let i = 0; i < 10; i++) digits.push([0x30 + i, i]);
-  for (let i = 0; i < 6; i++) digits.push([0x61 + i, 10 + i], [0x41 + i, 10 + i]);
-  for (const [a, va] of digits) for (const [b, vb] of digits) HEX_PAIR[(a << 8) | b] = (va << 4) | vb;
-}
-
 /**
  * The uid column as uid words (4 per row, record layout of the subset file: f0 low, f0 high, f1 low,
  * f1 high). `firstRow` numbers rows in errors. A uid that is not 32 hex digits is a FormatError: the
  * official `int(uid[:16], 16)` would fail on it too.
  */
 export function uidWordsColumn(column: ColumnData, file: string, firstRow = 0): Uint32Array {
+  if (isUidWords(column)) return column.words.slice();
   if (isFlat(column) && column.kind !== 'str') throw new FormatError(file, `column "uid" is ${column.typeName}, not a string`);
   if (!isFlat(column)) {
     for (const d of column.data) {
@@ -297,6 +299,7 @@ for (const c of '0123456789abcdefABCDEF') IS_HEX[c.charCodeAt(0)] = 1;
  * then parse only the rows they keep (pushUids).
  */
 export function checkedUids(column: ColumnData, file: string, firstRow = 0): FlatStrings {
+  if (isUidWords(column)) return uidStrings(column.words);
   if (!isFlat(column)) return uidStrings(uidWordsColumn(column, file, firstRow));
   if (column.kind !== 'str') throw new FormatError(file, `column "uid" is ${column.typeName}, not a string`);
   const { bytes, start, end, valid } = column;
@@ -327,8 +330,21 @@ function uidStrings(words: Uint32Array): FlatStrings {
   return { kind: 'str', typeName: 'Utf8', length: n, bytes, start, end, valid: undefined };
 }
 
+/**
+ * checkedUids, except that a column already parsed (UidWords: every row was checked as it was decoded)
+ * is given back as it is, for pushUids.
+ */
+export function checkedUidColumn(column: ColumnData, file: string, firstRow = 0): FlatStrings | UidWords {
+  return isUidWords(column) ? column : checkedUids(column, file, firstRow);
+}
+
 /** Appends the uid words of the rows of checked uids where mask is 1 (every row without a mask). */
-export function pushUids(list: UidWordList, uids: FlatStrings, mask?: Uint8Array): void {
+export function pushUids(list: UidWordList, uids: FlatStrings | UidWords, mask?: Uint8Array): void {
+  if (uids.kind === 'uid') {
+    if (mask) list.pushMasked(uids.words, mask);
+    else list.append(uids.words);
+    return;
+  }
   const { bytes, start } = uids;
   list.each(uids.length, mask, (out, o, i) => {
     const from = start[i]!;

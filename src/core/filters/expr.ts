@@ -265,8 +265,19 @@ async function evalNode(n: Node, chunk: Chunk, detector: LanguageDetector | unde
     }
     case 'un': {
       const a = await evalNode(n.a, chunk, detector, active, cache);
-      if (n.op === 'neg') return typeof a === 'number' ? -a : (a as Float64Array).map((x) => -x);
-      return typeof a === 'boolean' ? !a : (a as Uint8Array).map((x) => 1 - x);
+      // plain loops: typed-array map/from with a callback cost a call per row
+      if (n.op === 'neg') {
+        if (typeof a === 'number') return -a;
+        const x = a as Float64Array;
+        const out = new Float64Array(rows);
+        for (let i = 0; i < rows; i++) out[i] = -x[i]!;
+        return out;
+      }
+      if (typeof a === 'boolean') return !a;
+      const m = a as Uint8Array;
+      const out = new Uint8Array(rows);
+      for (let i = 0; i < rows; i++) out[i] = 1 - m[i]!;
+      return out;
     }
     case 'bin': {
       if (n.op === 'and' || n.op === 'or') {
@@ -315,14 +326,25 @@ async function evalNode(n: Node, chunk: Chunk, detector: LanguageDetector | unde
         case 'min': case 'max': {
           // numpy.minimum/maximum: NaN wins
           const cols = args.map(col);
-          const out = Float64Array.from(cols[0]!);
-          for (const c of cols.slice(1)) {
+          const out = new Float64Array(rows);
+          const first = cols[0]!;
+          const second = cols[1];
+          if (second) {
+            if (n.fn === 'min') for (let i = 0; i < rows; i++) out[i] = Math.min(first[i]!, second[i]!);
+            else for (let i = 0; i < rows; i++) out[i] = Math.max(first[i]!, second[i]!);
+          } else out.set(first);
+          for (const c of cols.slice(2)) {
             if (n.fn === 'min') for (let i = 0; i < rows; i++) out[i] = Math.min(out[i]!, c[i]!);
             else for (let i = 0; i < rows; i++) out[i] = Math.max(out[i]!, c[i]!);
           }
           return out;
         }
-        case 'abs': return col(args[0]!).map(Math.abs);
+        case 'abs': {
+          const x = col(args[0]!);
+          const out = new Float64Array(rows);
+          for (let i = 0; i < rows; i++) out[i] = Math.abs(x[i]!);
+          return out;
+        }
         case 'len': {
           const a = args[0]!;
           if (isFlatStrings(a)) return perString(a, pyLenAt, active);

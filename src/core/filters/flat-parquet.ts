@@ -56,6 +56,16 @@ export interface FlatStrings {
   entry?: { of: Int32Array; count: number };
 }
 
+/**
+ * The uid column of one row group already checked and parsed (4 uid words a row: f0 low, f0 high, f1 low,
+ * f1 high): what scanMetadata gives, when asked, where every row is a 32-hex-digit uid.
+ */
+export interface UidWords {
+  kind: 'uid';
+  length: number;
+  words: Uint32Array;
+}
+
 /** Numbers of one row group as float64, null → NaN (as pandas reads a null int64 or float). */
 export interface FlatNumbers {
   kind: 'num';
@@ -228,6 +238,16 @@ function decodeHybrid(bytes: Uint8Array, pos: number, end: number, width: number
       const take = Math.min(n, count - seen);
       if (width === 0) {
         out.fill(0, seen, seen + take);
+      } else if (width === 1) {
+        // definition levels of an optional column: a byte is eight rows
+        const full = take >> 3;
+        let o = seen;
+        for (let k = 0; k < full; k++, o += 8) {
+          const b = bytes[pos + k]!;
+          out[o] = b & 1; out[o + 1] = (b >> 1) & 1; out[o + 2] = (b >> 2) & 1; out[o + 3] = (b >> 3) & 1;
+          out[o + 4] = (b >> 4) & 1; out[o + 5] = (b >> 5) & 1; out[o + 6] = (b >> 6) & 1; out[o + 7] = b >> 7;
+        }
+        for (let i = full * 8; i < take; i++) out[seen + i] = (bytes[pos + (i >> 3)]! >> (i & 7)) & 1;
       } else if (width <= 24) {
         // a 4-byte window holds any value of ≤ 25 bits; windows that would pass the buffer's end read bit by bit
         const safe = bytes.length - 3;
@@ -541,6 +561,91 @@ export function decodeFlatNumbers(chunk: Uint8Array, meta: ColumnMetaData, plan:
   };
   decodeFlatChunk(chunk, meta, plan, rows, sink);
   return { kind: 'num', typeName: plan.typeName, float32: plan.float32, values };
+}
+
+/** Two hex digits (as the 16-bit big-endian pair of their bytes) → their byte value, or -1. */
+export const HEX_PAIR = new Int16Array(65536).fill(-1);
+{
+  const digits: [number, number][] = [];
+  for (let i = 0; i < 10; i++) digits.push([0x30 + i, i]);
+  for (let i = 0; i < 6; i++) digits.push([0x61 + i, 10 + i], [0x41 + i, 10 + i]);
+  for (const [a, va] of digits) for (const [b, vb] of digits) HEX_PAIR[(a << 8) | b] = (va << 4) | vb;
+}
+
+/**
+ * Parses the 32 hex digits at bytes[p, p + 32) into words[o, o + 4) (text order f0 high, f0 low, f1 high,
+ * f1 low → record order f0 low, f0 high, f1 low, f1 high); false where a byte is not a hex digit.
+ */
+function parseUidAt(bytes: Uint8Array, p: number, words: Uint32Array, o: number): boolean {
+  let bad = 0;
+  for (let part = 0; part < 4; part++, p += 8) {
+    const a = HEX_PAIR[(bytes[p]! << 8) | bytes[p + 1]!]!;
+    const b = HEX_PAIR[(bytes[p + 2]! << 8) | bytes[p + 3]!]!;
+    const c = HEX_PAIR[(bytes[p + 4]! << 8) | bytes[p + 5]!]!;
+    const d = HEX_PAIR[(bytes[p + 6]! << 8) | bytes[p + 7]!]!;
+    bad |= a | b | c | d;
+    words[o + (part ^ 1)] = ((a << 24) | (b << 16) | (c << 8) | d) >>> 0;
+  }
+  return bad >= 0;
+}
+
+/**
+ * The uid column chunk parsed straight from its decompressed pages into uid words, without keeping the
+ * pages or a start/end per row: the filters' uid check and parse in one pass while the page is in cache.
+ * Any row that is not a 32-hex-digit uid (a null, another length, another byte) throws NotFast like
+ * anything else unusual, so the caller takes the string path, whose check (checkedUids) reports it.
+ */
+export function decodeFlatUids(chunk: Uint8Array, meta: ColumnMetaData, plan: FlatPlan, rows: number): UidWords {
+  if (plan.kind !== 'str') notFast('uid type');
+  const words = new Uint32Array(rows * 4);
+  let dict = new Uint32Array(0);
+  let dictSize = 0;
+  const sink: Sink = {
+    arena(size) {
+      return { buf: bytesOf(size), at: 0 };
+    },
+    keep() {},
+    dictionary(page, pos, n) {
+      dict = new Uint32Array(n * 4);
+      dictSize = n;
+      const len = page.length;
+      // an entry that is not a uid hands the chunk to the string path, which reports it if a row uses it
+      for (let i = 0; i < n; i++) {
+        if (pos + 4 > len) notFast('dictionary values');
+        const l = (page[pos]! | (page[pos + 1]! << 8) | (page[pos + 2]! << 16) | (page[pos + 3]! << 24)) >>> 0;
+        pos += 4;
+        if (pos + l > len) notFast('dictionary values');
+        if (l !== 32 || !parseUidAt(page, pos, dict, i * 4)) notFast('uid');
+        pos += l;
+      }
+    },
+    plain(page, pos, present, rowsOf, first) {
+      const len = page.length;
+      for (let k = 0; k < present; k++) {
+        if (pos + 36 > len) notFast('values');
+        if (page[pos] !== 32 || page[pos + 1] !== 0 || page[pos + 2] !== 0 || page[pos + 3] !== 0) notFast('uid');
+        const r = rowsOf ? rowsOf[k]! : first + k;
+        if (!parseUidAt(page, pos + 4, words, r * 4)) notFast('uid');
+        pos += 36;
+      }
+    },
+    indexed(idx, present, rowsOf, first) {
+      for (let k = 0; k < present; k++) {
+        const i = idx[k]!;
+        if (i >= dictSize) notFast('dictionary index');
+        const o = (rowsOf ? rowsOf[k]! : first + k) * 4;
+        words[o] = dict[i * 4]!;
+        words[o + 1] = dict[i * 4 + 1]!;
+        words[o + 2] = dict[i * 4 + 2]!;
+        words[o + 3] = dict[i * 4 + 3]!;
+      }
+    },
+    null() {
+      notFast('uid null');
+    },
+  };
+  decodeFlatChunk(chunk, meta, plan, rows, sink);
+  return { kind: 'uid', length: rows, words };
 }
 
 /** A value as ParquetFile.read's Arrow buffer would hold it, then as float64 (numberColumn's Number(v)). */

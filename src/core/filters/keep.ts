@@ -7,7 +7,7 @@
  * as it would in one pass.
  */
 import type { LanguageDetector } from '../text/langid.ts';
-import { checkedUids, isFloat32Column, numberColumn, pushUids, UidWordList } from './columns.ts';
+import { checkedUidColumn, isFloat32Column, numberColumn, pushUids, UidWordList } from './columns.ts';
 import { compileExpression } from './expr.ts';
 import { metadataSchema, scanMetadata, type MetadataFile } from './scan.ts';
 import { Float32List } from './threshold.ts';
@@ -56,21 +56,21 @@ export async function runKeepTask(files: readonly MetadataFile[], task: KeepTask
   };
   switch (task.kind) {
     case 'all':
-      for await (const chunk of scanMetadata(files, ['uid'])) {
-        const uids = checkedUids(chunk.column('uid'), chunk.file, chunk.firstRow);
+      for await (const chunk of scanMetadata(files, ['uid'], { uidWords: true })) {
+        const uids = checkedUidColumn(chunk.column('uid'), chunk.file, chunk.firstRow);
         pushUids(kept, uids);
         progress(uids.length, chunk.file);
       }
       break;
     case 'atLeast':
-      for await (const chunk of scanMetadata(files, ['uid', task.column])) {
+      for await (const chunk of scanMetadata(files, ['uid', task.column], { uidWords: task.column !== 'uid' })) {
         const scoreVector = chunk.column(task.column);
         const scores = numberColumn(scoreVector, chunk.file, task.column);
         // numpy compares a float32 column with a Python float in float32
         const cut = isFloat32Column(scoreVector) ? Math.fround(task.threshold) : task.threshold;
         const mask = new Uint8Array(scores.length);
         for (let i = 0; i < scores.length; i++) mask[i] = scores[i]! >= cut ? 1 : 0;
-        pushUids(kept, checkedUids(chunk.column('uid'), chunk.file, chunk.firstRow), mask);
+        pushUids(kept, checkedUidColumn(chunk.column('uid'), chunk.file, chunk.firstRow), mask);
         progress(scores.length, chunk.file);
       }
       break;
@@ -87,8 +87,9 @@ export async function runKeepTask(files: readonly MetadataFile[], task: KeepTask
       const schema = await metadataSchema(options.schemaFrom ? [options.schemaFrom] : files);
       const where = compileExpression(task.where, schema?.schema.fields ?? [], 'bool');
       const columns = [...new Set(['uid', ...where.columns])];
-      for await (const chunk of scanMetadata(files, columns)) {
-        const uids = checkedUids(chunk.column('uid'), chunk.file, chunk.firstRow);
+      // the uid column comes parsed unless the expression reads it
+      for await (const chunk of scanMetadata(files, columns, { uidWords: !where.columns.includes('uid') })) {
+        const uids = checkedUidColumn(chunk.column('uid'), chunk.file, chunk.firstRow);
         const mask = (await where.evaluate(chunk, options.detector)) as Uint8Array;
         pushUids(kept, uids, mask);
         progress(chunk.rows, chunk.file);

@@ -37,7 +37,7 @@ import { countDistinctSorted, decodeSubsetWords, isSortedWords, uidCount } from 
 import { sortUids } from './sort.ts';
 import { detectorInfo, type DetectorInfo, type LanguageDetector } from '../text/langid.ts';
 import { ALL_BASELINES, BaselineOptionError, checkBaselineSpec, runBaseline, type BaselineSpec } from './baselines.ts';
-import { checkedUids, pushUids, UidWordList } from './columns.ts';
+import { checkedUidColumn, pushUids, UidWordList } from './columns.ts';
 import { compileExpression, ExpressionError, type CompiledExpression } from './expr.ts';
 import type { KeepRunner } from './keep.ts';
 import { metadataSchema, scanMetadata, type MetadataFile } from './scan.ts';
@@ -301,8 +301,9 @@ export async function runRecipe(files: readonly MetadataFile[], recipe: Recipe, 
       const cols = [...new Set(['uid', ...(c.where?.columns ?? []), ...(c.top?.columns ?? [])])];
       const kept = new UidWordList();
       const scores: number[] = [];
-      for await (const chunk of scanMetadata(files, cols)) {
-        const uids = checkedUids(chunk.column('uid'), chunk.file, chunk.firstRow);
+      const readsUid = [...(c.where?.columns ?? []), ...(c.top?.columns ?? [])].includes('uid');
+      for await (const chunk of scanMetadata(files, cols, { uidWords: !readsUid })) {
+        const uids = checkedUidColumn(chunk.column('uid'), chunk.file, chunk.firstRow);
         const mask = c.where ? (await c.where.evaluate(chunk, options.detector)) as Uint8Array : undefined;
         if (c.top) {
           const s = (await c.top.evaluate(chunk, options.detector)) as Float64Array;

@@ -10,7 +10,7 @@ import type { Table, Vector } from 'apache-arrow';
 import type { ColumnMetaData } from 'hyparquet';
 import { ParquetFile, type ParquetSource } from '../formats/parquet.ts';
 import type { ColumnData } from './columns.ts';
-import { decodeFlatNumbers, decodeFlatStrings, flatPlan, NotFast, type FlatPlan } from './flat-parquet.ts';
+import { decodeFlatNumbers, decodeFlatStrings, decodeFlatUids, flatPlan, NotFast, type FlatPlan } from './flat-parquet.ts';
 
 /** One metadata parquet: its name (for errors and the recipe's pool identity) and its bytes. */
 export interface MetadataFile {
@@ -51,8 +51,17 @@ function chunkRange(meta: ColumnMetaData): [number, number] {
   return [start, start + Number(meta.total_compressed_size)];
 }
 
+export interface ScanOptions {
+  /**
+   * Give the "uid" column as UidWords (checked and parsed as its pages are decoded) in the row groups
+   * where every row is a well-formed uid; elsewhere it comes as always, and checkedUids reports the bad
+   * row. For callers that only check and keep uids (checkedUidColumn, pushUids), never read their text.
+   */
+  uidWords?: boolean;
+}
+
 /** Opens each file once and yields its row groups, in file order. */
-export async function* scanMetadata(files: readonly MetadataFile[], columns: readonly string[]): AsyncGenerator<Chunk> {
+export async function* scanMetadata(files: readonly MetadataFile[], columns: readonly string[], options: ScanOptions = {}): AsyncGenerator<Chunk> {
   for (let f = 0; f < files.length; f++) {
     const file = files[f]!;
     const pq = await ParquetFile.open(file.source, file.name);
@@ -84,6 +93,14 @@ export async function* scanMetadata(files: readonly MetadataFile[], columns: rea
         if (!plan || !got?.bytes) {
           slow.push(columns[c]!);
           continue;
+        }
+        if (options.uidWords && columns[c] === 'uid' && plan.kind === 'str') {
+          try {
+            data.set('uid', decodeFlatUids(got.bytes, got.meta, plan, g.rows));
+            continue;
+          } catch (err) {
+            if (!(err instanceof NotFast)) throw err;
+          }
         }
         try {
           data.set(columns[c]!, plan.kind === 'str'
