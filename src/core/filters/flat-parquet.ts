@@ -481,16 +481,10 @@ export function decodeFlatStrings(chunk: Uint8Array, meta: ColumnMetaData, plan:
       dictEnd = new Int32Array(n);
       dictSize = n;
       entryOf = new Int32Array(rows).fill(-1);
-      const len = page.length;
-      for (let i = 0; i < n; i++) {
-        if (pos + 4 > len) notFast('dictionary values');
-        const l = (page[pos]! | (page[pos + 1]! << 8) | (page[pos + 2]! << 16) | (page[pos + 3]! << 24)) >>> 0;
-        pos += 4;
-        if (pos + l > len) notFast('dictionary values');
-        dictStart[i] = pageBase + pos;
-        dictEnd[i] = pageBase + pos + l;
-        pos += l;
-      }
+      eachByteArray(page, pos, n, (i, at, l) => {
+        dictStart[i] = pageBase + at;
+        dictEnd[i] = pageBase + at + l;
+      });
     },
     plain(page, pos, present, rowsOf, first) {
       const len = page.length;
@@ -563,6 +557,19 @@ export function decodeFlatNumbers(chunk: Uint8Array, meta: ColumnMetaData, plan:
   return { kind: 'num', typeName: plan.typeName, float32: plan.float32, values };
 }
 
+/** Visits n PLAIN byte arrays (a 4-byte little-endian length, then the bytes) from `pos`; NotFast past the page. */
+function eachByteArray(page: Uint8Array, pos: number, n: number, visit: (i: number, at: number, length: number) => void): void {
+  const len = page.length;
+  for (let i = 0; i < n; i++) {
+    if (pos + 4 > len) notFast('dictionary values');
+    const l = (page[pos]! | (page[pos + 1]! << 8) | (page[pos + 2]! << 16) | (page[pos + 3]! << 24)) >>> 0;
+    pos += 4;
+    if (pos + l > len) notFast('dictionary values');
+    visit(i, pos, l);
+    pos += l;
+  }
+}
+
 /** Two hex digits (as the 16-bit big-endian pair of their bytes) → their byte value, or -1. */
 export const HEX_PAIR = new Int16Array(65536).fill(-1);
 {
@@ -608,16 +615,10 @@ export function decodeFlatUids(chunk: Uint8Array, meta: ColumnMetaData, plan: Fl
     dictionary(page, pos, n) {
       dict = new Uint32Array(n * 4);
       dictSize = n;
-      const len = page.length;
       // an entry that is not a uid hands the chunk to the string path, which reports it if a row uses it
-      for (let i = 0; i < n; i++) {
-        if (pos + 4 > len) notFast('dictionary values');
-        const l = (page[pos]! | (page[pos + 1]! << 8) | (page[pos + 2]! << 16) | (page[pos + 3]! << 24)) >>> 0;
-        pos += 4;
-        if (pos + l > len) notFast('dictionary values');
-        if (l !== 32 || !parseUidAt(page, pos, dict, i * 4)) notFast('uid');
-        pos += l;
-      }
+      eachByteArray(page, pos, n, (i, at, l) => {
+        if (l !== 32 || !parseUidAt(page, at, dict, i * 4)) notFast('uid');
+      });
     },
     plain(page, pos, present, rowsOf, first) {
       const len = page.length;
