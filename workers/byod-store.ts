@@ -32,6 +32,8 @@ export interface ImportRecord {
   /** Inputs that could not be used (at most MAX_PROBLEMS kept; `problemCount` has them all). */
   problems: ByodProblem[];
   problemCount: number;
+  /** Pictures of a URL table that dcw serve fetched because their site refuses CORS (absent: none, or older records). */
+  viaServer?: number;
   /** null until the contamination check ran. */
   check: ContaminationCheck | null;
   /** What the user did with the matches: dropped them, or kept them knowingly. null while undecided or clean. */

@@ -60,7 +60,7 @@ async function kindOf(files: readonly PickedFile[]): Promise<ImportKind> {
   return 'folder';
 }
 
-async function inputsOf(kind: ImportKind, files: readonly PickedFile[], onProgress?: OnProgress): Promise<{ inputs: ByodInput[]; problems: ByodProblem[] }> {
+async function inputsOf(kind: ImportKind, files: readonly PickedFile[], onProgress?: OnProgress): Promise<{ inputs: ByodInput[]; problems: ByodProblem[]; viaServer?: number }> {
   const visible = files.filter((f) => !f.path.split('/').some((p) => p.startsWith('.')));
   if (kind === 'folder') {
     return folderInputs(visible.map((f) => ({ path: f.path, read: () => bytesOf(f.file) })));
@@ -83,10 +83,10 @@ async function inputsOf(kind: ImportKind, files: readonly PickedFile[], onProgre
   if (!isUrlTable(table)) throw new FormatError(tableFile.path, `no image URL column (looked for url, image_url, img_url, any case; found ${table.names.map((n) => JSON.stringify(n)).join(', ')})`);
   const { rows, problems } = urlRows(table);
   const fetched = await fetchUrlInputs(rows, {
-    origin: self.location.origin, base: self.location.href, concurrency: 8,
+    origin: self.location.origin, base: self.location.href, concurrency: 8, proxy: new URL('/api/fetch', self.location.href).href,
     onProgress: (done, total) => onProgress?.({ phase: 'fetching pictures', done, total }),
   });
-  return { inputs: fetched.inputs, problems: [...problems, ...fetched.problems] };
+  return { inputs: fetched.inputs, problems: [...problems, ...fetched.problems], viaServer: fetched.viaProxy };
 }
 
 function evalUrl(): string {
@@ -157,6 +157,7 @@ const api = {
       id: newId(), name, kind: k, createdAt: Date.now(), samples: samples.length,
       bytes: samples.reduce((n, s) => n + s.image.byteLength, 0),
       problems: all.slice(0, MAX_PROBLEMS), problemCount: all.length, check: null, decision: null, merged: null,
+      ...(found.viaServer ? { viaServer: found.viaServer } : {}),
     };
     onProgress?.({ phase: 'storing', done: 0, total: samples.length });
     await createImport(record, samples);

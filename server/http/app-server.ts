@@ -5,6 +5,7 @@
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { basename, extname, join, normalize, resolve, sep } from 'node:path';
+import { proxyFetch } from './fetch-proxy.ts';
 
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -189,6 +190,12 @@ export function startAppServer(options: AppServerOptions): Promise<Server> {
       res.writeHead(status, { 'Content-Type': type, ...ISOLATION_HEADERS });
       res.end(body);
     };
+    if (url.pathname === '/api/fetch') {
+      return void proxyFetch(req, url, options.host, (status, body, headers = {}) => {
+        res.writeHead(status, { ...headers, ...ISOLATION_HEADERS });
+        res.end(body);
+      });
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed');
 
     if (url.pathname === '/api/status') {

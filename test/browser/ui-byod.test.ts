@@ -2,8 +2,8 @@
 // Chromium: a folder of real pictures with captions — one of them a picture copied out of the evaluation suite
 // that `dcw pool build --eval-out` wrote — is imported, refused for merging until checked, checked (the copy is
 // found and shown), the match dropped, the rest merged into the ingested pool and found in Inspect; merging
-// again stops at the first uid the pool has; a table of image URLs is fetched where CORS allows and the refused
-// rows say so. Screenshots go to test-results/ui-byod.png and docs/screenshots/byod.png.
+// again stops at the first uid the pool has; a table of image URLs is fetched where CORS allows, through dcw serve
+// (/api/fetch) where it does not, and the rows that fail say why. Screenshots go to test-results/ui-byod.png and docs/screenshots/byod.png.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import type { Page } from 'playwright-core';
 import { openBrowser, type BrowserSession } from '../helpers/browser.ts';
 import { REPO, startServe } from '../helpers/cli.ts';
 import { buildSmallPool, type SmallPool } from '../helpers/ingest-fixture.ts';
+import { formatBytes } from '../../src/ui/lib/format.ts';
 
 const SHOTS = join(REPO, 'test-results');
 const IMAGES = join(REPO, 'test/fixtures/images');
@@ -61,10 +62,16 @@ before(async () => {
   copyFileSync(join(IMAGES, 'photo-gray.jpg'), join(folder, 'no-caption.jpg'));
 
   server = await startServe(['--rebuild', '--pool', pool.poolDir, '--eval', evalDir]);
-  // Another origin serving pictures: /cors/ lets other sites read them (and embed them, as COEP asks), /closed/ does not.
+  // Another origin serving pictures: /cors/ lets other sites read them (and embed them, as COEP asks), /closed/ does
+  // not (dcw serve fetches those for the page), /gone/ is a 404 without CORS either.
   pictures = createServer((req, res) => {
-    const body = readFileSync(join(IMAGES, 'photo-progressive.jpg'));
-    if (req.url!.startsWith('/cors/')) res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Access-Control-Allow-Origin': '*', 'Cross-Origin-Resource-Policy': 'cross-origin' });
+    if (req.url!.startsWith('/gone/')) {
+      res.writeHead(404, { 'Content-Type': 'text/plain' });
+      return res.end('not here');
+    }
+    const cors = req.url!.startsWith('/cors/');
+    const body = readFileSync(join(IMAGES, cors ? 'photo-progressive.jpg' : 'photo-q95.jpg'));
+    if (cors) res.writeHead(200, { 'Content-Type': 'image/jpeg', 'Access-Control-Allow-Origin': '*', 'Cross-Origin-Resource-Policy': 'cross-origin' });
     else res.writeHead(200, { 'Content-Type': 'image/jpeg' });
     res.end(body);
   });
@@ -169,15 +176,20 @@ test('merging the same pairs again stops at the first uid the pool already has, 
   await page.waitForFunction(() => document.querySelectorAll('[data-testid="byod-import"]').length === 1);
 });
 
-test('a CSV of image URLs: pictures are fetched where the server allows it, and CORS refusals are listed as such', async () => {
+test('a CSV of image URLs: pictures are fetched where their site allows it, through dcw serve where it refuses CORS, and failures are listed', async () => {
   const { page } = browser;
   const csv = join(tmp, 'urls.csv');
-  writeFileSync(csv, `Image_URL,TEXT\n${picturesUrl}/cors/a.jpg,zyxbyod fetched across origins\n${picturesUrl}/closed/b.jpg,zyxbyod refused\n`);
+  writeFileSync(csv, `Image_URL,TEXT\n${picturesUrl}/cors/a.jpg,zyxbyod fetched across origins\n${picturesUrl}/closed/b.jpg,zyxbyod refused by its site\n${picturesUrl}/gone/c.jpg,zyxbyod not there\n`);
   await page.getByTestId('byod-table').setInputFiles(csv);
   const card = page.getByTestId('byod-import').filter({ has: page.getByRole('heading', { name: 'urls.csv' }) });
   await card.waitFor({ timeout: 60_000 });
-  assert.equal(await card.getByTestId('byod-samples').textContent(), '1 sample');
+  assert.equal(await card.getByTestId('byod-samples').textContent(), '2 samples');
+  assert.match((await card.getByTestId('byod-via-server').textContent()) ?? '', /^1 picture fetched through dcw serve/);
+  // both pictures are stored as their sites sent them (JPEGs within the size limit are kept as they are)
+  const sent = readFileSync(join(IMAGES, 'photo-progressive.jpg')).length + readFileSync(join(IMAGES, 'photo-q95.jpg')).length;
+  assert.ok(((await card.textContent()) ?? '').includes(`2 samples (${formatBytes(sent)})`), `${sent} bytes stored`);
   const problems = (await card.getByTestId('byod-problems').textContent()) ?? '';
-  assert.match(problems, /urls\.csv row 3: .*\/closed\/b\.jpg: CORS: http:\/\/127\.0\.0\.1:\d+ does not let this page read its pictures .*download the pictures and import them as a folder/);
+  assert.match(problems, /urls\.csv row 4: .*\/gone\/c\.jpg: through dcw serve: HTTP 404 Not Found/);
+  assert.doesNotMatch(problems, /b\.jpg/);
   assert.equal(await card.getByTestId('byod-status').textContent(), 'not checked');
 });

@@ -358,7 +358,15 @@ export interface FetchImagesOptions {
   concurrency?: number;
   signal?: AbortSignal;
   onProgress?(done: number, total: number): void;
+  /**
+   * dcw serve's fetch route (`${origin}/api/fetch`): a picture whose server refuses CORS is fetched through it.
+   * A route that is not there (404: the page is not served by dcw serve) leaves the CORS refusal as the problem.
+   */
+  proxy?: string;
 }
+
+/** The header dcw serve's fetch route asks for (a cross-origin page cannot send it without a preflight). */
+export const FETCH_PROXY_HEADER = 'X-DCW-Fetch';
 
 /** Why a fetch failed, in words that say what to do. */
 export function describeFetchFailure(url: string, err: unknown, origin?: string): string {
@@ -370,7 +378,7 @@ export function describeFetchFailure(url: string, err: unknown, origin?: string)
   }
   const crossOrigin = target && origin && target.origin !== origin;
   if (crossOrigin && err instanceof TypeError) {
-    return `CORS: ${target!.origin} does not let this page read its pictures (no Access-Control-Allow-Origin), or cannot be reached; download the pictures and import them as a folder, or fetch them through the server`;
+    return `CORS: ${target!.origin} does not let this page read its pictures (no Access-Control-Allow-Origin), or cannot be reached; download the pictures and import them as a folder, or open the workbench from dcw serve, which fetches them for the page`;
   }
   return `could not fetch it: ${err instanceof Error ? err.message : String(err)}`;
 }
@@ -379,8 +387,25 @@ export function describeFetchFailure(url: string, err: unknown, origin?: string)
  * Fetches the pictures of URL rows (a few at a time) and gives them as inputs, in row order; each row that
  * fails is a problem naming the row and why (HTTP status, CORS refusal, not an image).
  */
-export async function fetchUrlInputs(rows: readonly UrlRow[], options: FetchImagesOptions = {}): Promise<{ inputs: ByodInput[]; problems: ByodProblem[] }> {
+export async function fetchUrlInputs(rows: readonly UrlRow[], options: FetchImagesOptions = {}): Promise<{ inputs: ByodInput[]; problems: ByodProblem[]; viaProxy: number }> {
   const fetchFn = options.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
+  let viaProxy = 0;
+  let proxyMissing = false;
+  /** The picture through dcw serve, or undefined where there is no such route (the CORS refusal stands). */
+  const throughProxy = async (url: string): Promise<Uint8Array | undefined> => {
+    if (!options.proxy || proxyMissing) return undefined;
+    const res = await fetchFn(`${options.proxy}?url=${encodeURIComponent(url)}`, { signal: options.signal, headers: { [FETCH_PROXY_HEADER]: '1' } });
+    if (res.status === 404 && !(res.headers.get('content-type') ?? '').includes('json')) {
+      proxyMissing = true;
+      return undefined;
+    }
+    if (!res.ok) {
+      const said = await res.json().then((j: { error?: string }) => j.error, () => undefined);
+      throw new FormatError(url, `through dcw serve: ${said ?? `HTTP ${res.status}`}`);
+    }
+    viaProxy++;
+    return new Uint8Array(await res.arrayBuffer());
+  };
   const results: ({ input: ByodInput } | { problem: ByodProblem })[] = new Array(rows.length);
   let next = 0;
   let done = 0;
@@ -407,7 +432,20 @@ export async function fetchUrlInputs(rows: readonly UrlRow[], options: FetchImag
         results[i] = { input: { where: row.where, caption: row.caption, url: row.url, read: async () => bytes } };
       } catch (err) {
         if (options.signal?.aborted) throw err;
-        const problem = err instanceof FormatError ? err.problem : describeFetchFailure(url, err, options.origin);
+        let problem = err instanceof FormatError ? err.problem : describeFetchFailure(url, err, options.origin);
+        if (problem.startsWith('CORS: ')) {
+          try {
+            const bytes = await throughProxy(url);
+            if (bytes) {
+              results[i] = { input: { where: row.where, caption: row.caption, url: row.url, read: async () => bytes } };
+              options.onProgress?.(++done, rows.length);
+              continue;
+            }
+          } catch (proxyErr) {
+            if (options.signal?.aborted) throw proxyErr;
+            problem = proxyErr instanceof FormatError ? proxyErr.problem : `through dcw serve: ${(proxyErr as Error).message}`;
+          }
+        }
         results[i] = { problem: { where: row.where, problem: `${url.slice(0, 200)}: ${problem}` } };
       }
       options.onProgress?.(++done, rows.length);
@@ -420,7 +458,7 @@ export async function fetchUrlInputs(rows: readonly UrlRow[], options: FetchImag
     if ('input' in r) inputs.push(r.input);
     else problems.push(r.problem);
   }
-  return { inputs, problems };
+  return { inputs, problems, viaProxy };
 }
 
 // ───────────────────────────── webdataset tars ─────────────────────────────
