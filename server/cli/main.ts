@@ -6,7 +6,7 @@ import { registerFilter } from './commands/filter.ts';
 import { registerInspect } from './commands/inspect.ts';
 import { registerContamination, registerPoolBuild } from './commands/pool.ts';
 import { registerReshard } from './commands/reshard.ts';
-import { registerRun } from './commands/run.ts';
+import { registerResults, registerRun } from './commands/run.ts';
 import { registerServe } from './commands/serve.ts';
 import { registerTokenize } from './commands/tokenize.ts';
 import { registerTrain } from './commands/train.ts';
@@ -31,6 +31,7 @@ registerReshard(program);
 registerTrain(program);
 registerEvaluate(program);
 registerRun(program);
+registerResults(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -19,7 +19,7 @@ import { basename, join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { ALL_BASELINES } from '../../src/core/filters/baselines.ts';
 import { decodeSubsetWords, isSortedWords, uidCount } from '../../src/core/formats/uid.ts';
-import { formatRunsTable, parseRunsIndex, runId, scoresOf, withRun, type RunRecord, type RunsIndex } from '../../src/core/pipeline/runs.ts';
+import { formatResultsMarkdown, formatRunsTable, parseRunsIndex, runId, scoresOf, withRun, type RunRecord, type RunsIndex } from '../../src/core/pipeline/runs.ts';
 import type { ClipTokenizer } from '../../src/core/text/tokenizer.ts';
 import type { TrainProgress } from '../../src/core/train/loop.ts';
 import { registerFilter } from '../cli/commands/filter.ts';
@@ -148,6 +148,6 @@ export async function runPipeline(o: RunOptions): Promise<RunOutcome> {
   const index = withRun(parseRunsIndex(before, indexPath), record);
   await writeFileAtomic(indexPath, encode(`${JSON.stringify(index, null, 2)}\n`));
   const table = formatRunsTable(index, { tasks: evaluation.tasks, highlight: id });
-  await writeFileAtomic(join(outputDir, 'results.md'), encode(`# dcw run results (main metric ×100; ▶ latest run)\n\n${table}`));
+  await writeFileAtomic(join(outputDir, 'results.md'), encode(formatResultsMarkdown(index, { tasks: evaluation.tasks, highlight: id })));
   return { dir, record, index, table, evaluation, seconds };
 }

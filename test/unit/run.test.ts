@@ -12,7 +12,7 @@ import { parseResults } from '../../src/core/eval/results.ts';
 import { encodeNpyHeader } from '../../src/core/formats/npy.ts';
 import { decodeSubset, encodeSubset, uidsToWords } from '../../src/core/formats/uid.ts';
 import { parseTasklist } from '../../src/core/eval/tasklist.ts';
-import { formatRunsTable, parseRunsIndex, withRun, type RunRecord } from '../../src/core/pipeline/runs.ts';
+import { formatRunsTable, formatSeedSummary, parseRunsIndex, seedGroups, withRun, type RunRecord } from '../../src/core/pipeline/runs.ts';
 import { parseTrainState } from '../../src/core/train/checkpoint.ts';
 import { runPlan, SCALES } from '../../src/core/train/scales.ts';
 import { BPE_PATH, BPE_SKIP } from '../helpers/shared-data.ts';
@@ -141,4 +141,43 @@ test('runs index: a rerun replaces its record; the table lists every run', () =>
   assert.match(table[0]!, /\| scale +\| filter +\| seed \| subset \| seen \| A +\| B +\| Average \|/);
   assert.match(table[3]!, /^\| ▶ \| cpu-tiny \| no_filter +\| 0 +\| 10 +\| 5120 \| 30.0 \| — +\| 30.0 +\|$/);
   assert.throws(() => parseRunsIndex('{"format": "other"}', 'runs.json'), /runs.json: not a runs index/);
+});
+
+test('seed summary: mean ± std (n − 1) per (scale, filter) as numpy computes them, and the distance from no_filter in seed-σ', () => {
+  // three seeds of two filters, one of one filter; task B missing in one run
+  const avgs: Record<string, number[]> = { no_filter: [0.042, 0.037, 0.033], basic_filter: [0.041, 0.050, 0.043], laion2b: [0.039] };
+  let index = parseRunsIndex(undefined, 'runs.json');
+  let day = 1;
+  for (const [filter, values] of Object.entries(avgs)) {
+    values.forEach((avg, seed) => {
+      index = withRun(index, {
+        id: `cpu-tiny-${filter}-seed${seed}`, scale: 'cpu-tiny', filter, seed, subsetSize: filter.length * 100, trainSamples: 1, samplesSeen: 5120,
+        scores: { A: avg * 2, ...(seed === 1 ? {} : { B: avg / 2 }) }, aggregates: { Average: avg }, finished: `2026-01-${String(day++).padStart(2, '0')}`, wallSeconds: 1,
+      });
+    });
+  }
+  const numpy = spawnSync('python3', ['-c', `
+import json, sys, numpy as np
+a = json.loads(sys.argv[1])
+out = {k: [float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else None] for k, v in a.items()}
+print(json.dumps(out))`, JSON.stringify(avgs)], { encoding: 'utf8' });
+  if (numpy.status !== 0) throw new Error(`numpy reference failed: ${numpy.stderr}`);
+  const ref = JSON.parse(numpy.stdout) as Record<string, [number, number | null]>;
+  const groups = seedGroups(index);
+  for (const g of groups) {
+    const [mean, std] = ref[g.filter]!;
+    assert.ok(Math.abs(g.average.mean - mean) < 1e-12, `${g.filter} mean`);
+    if (std === null) assert.ok(Number.isNaN(g.average.std));
+    else assert.ok(Math.abs(g.average.std - std) < 1e-12, `${g.filter} std ${g.average.std} vs ${std}`);
+  }
+  assert.equal(groups.find((g) => g.filter === 'basic_filter')!.tasks.B!.n, 2, 'a task a run lacks counts only where it is there');
+  const table = formatSeedSummary(index).split('\n');
+  const row = (filter: string) => table.find((l) => l.includes(`| ${filter} `))!;
+  const [m0, s0] = ref.no_filter!;
+  const [m1, s1] = ref.basic_filter!;
+  const sigmas = (m1 - m0) / Math.sqrt((s0! ** 2 + s1! ** 2) / 2);
+  assert.match(row('basic_filter'), new RegExp(`\\| ${(100 * m1).toFixed(1)} ± ${(100 * s1!).toFixed(1)} \\| \\+${(100 * (m1 - m0)).toFixed(1)} \\(\\+${sigmas.toFixed(1)} σ\\) \\|$`));
+  assert.match(row('no_filter'), /\| 3 +\| 900 +\|.*\| {2,}\|$/, 'no distance from itself');
+  // one seed has no std: the distance is given without σ
+  assert.match(row('laion2b'), new RegExp(`\\| 1 +\\| 700 +\\|.*\\| 3\\.9 +\\| \\+${(100 * (0.039 - m0)).toFixed(1)} +\\|$`));
 });

@@ -2,7 +2,13 @@
  * `dcw run`: the whole loop on a pool (filter → subset → reshard → train → evaluate) and the results table of
  * this run beside the earlier ones under --output_dir (server/train/pipeline.ts).
  */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Command } from 'commander';
+import { formatResultsMarkdown, parseRunsIndex } from '../../../src/core/pipeline/runs.ts';
+import { UserError } from '../errors.ts';
+import { writeFileAtomic } from '../../io/streams.ts';
 import type { DawnBackend } from '../../gpu/dawn.ts';
 import { runPipeline } from '../../train/pipeline.ts';
 import { createProgress, formatCount, formatDuration } from '../progress.ts';
@@ -40,5 +46,21 @@ export function registerRun(program: Command): Command {
       const s = out.seconds;
       process.stderr.write(`run ${out.record.id} in ${formatDuration(s.total)} (filter ${formatDuration(s.filter)}, reshard ${formatDuration(s.reshard)}, train ${formatDuration(s.train)}, evaluate ${formatDuration(s.evaluate)}); saved in ${out.dir}\n`);
       process.stdout.write(out.evaluation.table + '\n' + out.table);
+    });
+}
+
+/** `dcw results`: the seed summary and every run of an output directory, from its runs.json (results.md rewritten). */
+export function registerResults(program: Command): Command {
+  return program
+    .command('results')
+    .description("the runs under an output directory: mean ± std over seeds per (scale, filter), the distance from no_filter in seed-σ, and every run (rewrites results.md)")
+    .option('--output_dir <dir>', 'where dcw run saved the runs', 'out/runs')
+    .action(async (f: { output_dir: string }) => {
+      const indexPath = join(f.output_dir, 'runs.json');
+      if (!existsSync(indexPath)) throw new UserError(`results: ${indexPath}: no such file (dcw run writes it)`);
+      const index = parseRunsIndex(await readFile(indexPath, 'utf8'), indexPath);
+      const markdown = formatResultsMarkdown(index);
+      await writeFileAtomic(join(f.output_dir, 'results.md'), new TextEncoder().encode(markdown));
+      process.stdout.write(markdown);
     });
 }

@@ -99,3 +99,75 @@ export function formatResultsTable(results: readonly EvalResult[], tasks: readon
   const line = (cells: string[]) => `| ${cells.map((c, i) => (i === 2 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ')} |`;
   return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n') + '\n';
 }
+
+/** Mean and sample standard deviation (n − 1, numpy's `ddof=1`); std is NaN for a single value. */
+export function meanStd(values: readonly number[]): { mean: number; std: number; n: number } {
+  const n = values.length;
+  const mean = values.reduce((a, b) => a + b, 0) / n;
+  const std = n > 1 ? Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1)) : NaN;
+  return { mean, std, n };
+}
+
+export interface SeedGroup {
+  scale: string;
+  filter: string;
+  seeds: number[];
+  /** Subset sizes the runs had (one value when every seed filtered the same pool). */
+  subsetSizes: number[];
+  /** Per task (main metric) and for the average: mean and std over the seeds; tasks a run lacks are left out of that task. */
+  tasks: Record<string, { mean: number; std: number; n: number }>;
+  average: { mean: number; std: number; n: number };
+}
+
+/** The runs grouped by (scale, filter), in index order, with mean ± std over their seeds. */
+export function seedGroups(index: RunsIndex): SeedGroup[] {
+  const groups = new Map<string, RunRecord[]>();
+  for (const r of index.runs) {
+    const key = `${r.scale}\u0000${r.filter}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  return [...groups.values()].map((runs) => {
+    const names = [...new Set(runs.flatMap((r) => Object.keys(r.scores)))];
+    const tasks = Object.fromEntries(names.flatMap((name) => {
+      const values = runs.map((r) => r.scores[name]).filter((v): v is number => typeof v === 'number');
+      return values.length ? [[name, meanStd(values)]] : [];
+    }));
+    return {
+      scale: runs[0]!.scale, filter: runs[0]!.filter, seeds: runs.map((r) => r.seed),
+      subsetSizes: [...new Set(runs.map((r) => r.subsetSize))],
+      tasks, average: meanStd(runs.map((r) => r.aggregates.Average ?? NaN)),
+    };
+  });
+}
+
+/**
+ * The README's kind of table: one row per (scale, filter) with each task's and the average's mean ± std over the
+ * seeds (×100), and how far the average is from no_filter's at the same scale in seed-σ (the two groups' pooled
+ * std, √((s₁² + s₂²)/2)) — the check that a filter's effect is beyond seed noise.
+ */
+export function formatSeedSummary(index: RunsIndex, options: { tasks?: readonly EvalTask[] } = {}): string {
+  const groups = seedGroups(index);
+  const names = options.tasks?.map((t) => t.name) ?? [...new Set(index.runs.flatMap((r) => Object.keys(r.scores)))];
+  const ms = (v: { mean: number; std: number } | undefined) =>
+    !v || !Number.isFinite(v.mean) ? '—' : Number.isFinite(v.std) ? `${(100 * v.mean).toFixed(1)} ± ${(100 * v.std).toFixed(1)}` : (100 * v.mean).toFixed(1);
+  const versus = (g: SeedGroup): string => {
+    const base = groups.find((b) => b.scale === g.scale && b.filter === 'no_filter');
+    if (!base || base === g) return '';
+    const delta = 100 * (g.average.mean - base.average.mean);
+    const sigma = 100 * Math.sqrt((g.average.std ** 2 + base.average.std ** 2) / 2);
+    const signed = (v: number) => `${v >= 0 ? '+' : '−'}${Math.abs(v).toFixed(1)}`;
+    return Number.isFinite(sigma) && sigma > 0 ? `${signed(delta)} (${signed(delta / sigma)} σ)` : signed(delta);
+  };
+  const header = ['scale', 'filter', 'seeds', 'subset', ...names, 'Average', 'vs no_filter'];
+  const rows = groups.map((g) => [
+    g.scale, g.filter, String(g.seeds.length), g.subsetSizes.join(' / '), ...names.map((n) => ms(g.tasks[n])), ms(g.average), versus(g),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length), 1));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n') + '\n';
+}
+
+/** results.md beside the runs: the seed summary, then every run. */
+export function formatResultsMarkdown(index: RunsIndex, options: { tasks?: readonly EvalTask[]; highlight?: string } = {}): string {
+  return `# dcw run results (main metric ×100)\n\n## Mean ± std over seeds\n\nstd with n − 1; "vs no_filter": the average's difference from no_filter at the same scale, in seed-σ.\n\n${formatSeedSummary(index, options)}\n## Every run (▶ the latest)\n\n${formatRunsTable(index, options)}`;
+}
