@@ -10,7 +10,7 @@ import { BPE_PATH } from '../helpers/shared-data.ts';
 test('dcw --help lists every subcommand', () => {
   const run = dcw(['--help']);
   assert.equal(run.status, 0);
-  for (const command of ['serve', 'pool', 'contamination', 'tokenize', 'filter', 'reshard', 'train', 'evaluate', 'run', 'uids', 'inspect']) {
+  for (const command of ['serve', 'pool', 'contamination', 'tokenize', 'filter', 'reshard', 'train', 'evaluate', 'run', 'results', 'uids', 'inspect']) {
     assert.match(run.stdout, new RegExp(`^  ${command}\\b`, 'm'), `${command} missing from help`);
   }
 });
