@@ -56,11 +56,12 @@ const gpu = await openDawn({ backend: args.backend as DawnBackend });
 const engine = new Engine(gpu);
 if (args['tune-shapes']) {
   if (args['tune-shapes'] !== 'vit-b-32') throw new Error(`--tune-shapes: vit-b-32 (got ${args['tune-shapes']})`);
-  if (args['if-missing'] && loadTuning(engine, args.cache!)) {
+  // stored for ViT-B/32 training only (findTuning): other models keep their own or the built-in one
+  if (args['if-missing'] && loadTuning(engine, args.cache!, 'ViT-B-32')) {
     console.log(`a matmul tuning for this adapter is stored in ${join(args.cache!, TUNING_FILE)}: not tuning again`);
   } else {
     const tuning = await tuneTrainingShapes(engine, Number(args.batch), Number(args['max-seconds']), (l) => console.log(l));
-    console.log(`matmul tuning stored in ${saveTuning(engine, args.cache!, tuning)}`);
+    console.log(`matmul tuning stored in ${saveTuning(engine, args.cache!, tuning, 'ViT-B-32')}`);
   }
   engine.destroy();
   process.exit(0);

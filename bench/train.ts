@@ -160,8 +160,14 @@ const engine = new Engine(gpu);
 if (values['submit-every']) engine.maxDispatchesPerSubmit = Number(values['submit-every']);
 const be = new GpuBackend(engine);
 const device = `${gpu.backend}: ${describeGpu(gpu.info)}`;
-// As `dcw train`: the matmul tuning stored for this adapter where training looks for it, unless told otherwise.
-const tuning = values.tuning === 'none' ? 'built-in' : (loadStoredTuning(engine, values.tuning ? [values.tuning] : undefined) ?? 'built-in (none stored for this adapter)');
+// As `dcw train`: the matmul tuning stored for this adapter where training looks for it (per model, where it was
+// measured on one model's shapes), unless told otherwise.
+const tuningFor = (model: string): string => {
+  setMatmulTuning(engine, undefined);
+  if (values.tuning === 'none') return 'built-in';
+  return loadStoredTuning(engine, values.tuning ? [values.tuning] : undefined, model) ?? 'built-in (none stored for this adapter and model)';
+};
+const tuning = Object.fromEntries(cases.map((c) => [c.cfg.name, tuningFor(c.cfg.name)]));
 setKernels();
 if (values['row-kernels']) setRowKernelMode(engine, values['row-kernels'] as RowKernelMode);
 // A CPU adapter (llvmpipe, SwiftShader) takes minutes per step at gpu-small's batch of 512: measure a micro-batch
@@ -182,7 +188,7 @@ if (values.tiny) {
     c.note = 'tiny shapes: a test of the bench, not a measurement';
   }
 } else if (values.batch) for (const c of cases) c.batch = Number(values.batch);
-console.log(`device: ${device}; rows: ${rowKernelMode(engine)}; matmul tuning: ${tuning}; attention: ${values.attention}${ATTENTION_BACKWARD ? `, backward ${ATTENTION_BACKWARD}` : ''}; embedding gradient: ${embeddingBackwardKernels(engine)}; column sums: ${COLUMN_SUMS}`);
+console.log(`device: ${device}; rows: ${rowKernelMode(engine)}; matmul tuning: ${Object.entries(tuning).map(([m, t]) => `${m}: ${t}`).join(', ')}; attention: ${values.attention}${ATTENTION_BACKWARD ? `, backward ${ATTENTION_BACKWARD}` : ''}; embedding gradient: ${embeddingBackwardKernels(engine)}; column sums: ${COLUMN_SUMS}`);
 
 interface KernelTime { kernel: string; calls: number; ms: number }
 interface Profile {
@@ -282,6 +288,7 @@ for (const c of cases) {
   stepNumber = 0;
   let model: ClipModel<Tensor> | undefined;
   const row: Row = { scale: c.name, model: c.cfg.name, batch: c.batch, note: c.note, msPerStep: NaN, samplesPerSecond: NaN };
+  tuningFor(c.cfg.name);
   try {
     model = values['quick-init'] ? new ClipModel(be, c.cfg, { state: quickState(c.cfg) }) : new ClipModel(be, c.cfg, { seed: 0 });
     const data = syntheticBatch(c.cfg, c.batch, rng);

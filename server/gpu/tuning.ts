@@ -22,18 +22,21 @@ function readJson(path: string): unknown {
   }
 }
 
-/** Applies the stored tuning for this engine's adapter, if `dir` holds one; returns it. */
-export function loadTuning(engine: Engine, dir: string): MatmulTuning | undefined {
-  const tuning = findTuning(readJson(join(dir, TUNING_FILE)), engine.info);
+/** Applies the stored tuning for this engine's adapter (for `model`, where it was measured on one model's shapes), if `dir` holds one; returns it. */
+export function loadTuning(engine: Engine, dir: string, model?: string): MatmulTuning | undefined {
+  const tuning = findTuning(readJson(join(dir, TUNING_FILE)), engine.info, model);
   if (tuning) setMatmulTuning(engine, tuning);
   return tuning;
 }
 
-/** Stores a tuning for this engine's adapter (keeping other devices' entries); returns the file's path. */
-export function saveTuning(engine: Engine, dir: string, tuning: MatmulTuning): string {
+/**
+ * Stores a tuning for this engine's adapter (keeping other devices' entries); `shapes` names the model whose
+ * training shapes it was measured on. Returns the file's path.
+ */
+export function saveTuning(engine: Engine, dir: string, tuning: MatmulTuning, shapes?: string): string {
   mkdirSync(dir, { recursive: true });
   const path = join(dir, TUNING_FILE);
-  const next = withTuning(readJson(path), engine.info, describeGpu(engine.info), tuning);
+  const next = withTuning(readJson(path), engine.info, describeGpu(engine.info), tuning, { shapes });
   // Write-then-rename: a reader never sees half a file.
   writeFileSync(`${path}.tmp`, JSON.stringify(next, null, 2) + '\n');
   renameSync(`${path}.tmp`, path);
@@ -52,8 +55,11 @@ export function tuningDirs(env: NodeJS.ProcessEnv = process.env): string[] {
   return dirs;
 }
 
-/** Applies the first stored tuning for this engine's adapter found in `dirs`; returns the file it came from. */
-export function loadStoredTuning(engine: Engine, dirs: readonly string[] = tuningDirs()): string | undefined {
-  for (const dir of dirs) if (loadTuning(engine, dir)) return join(dir, TUNING_FILE);
+/**
+ * Applies the first stored tuning for this engine's adapter (and for `model`, see findTuning) found in `dirs`;
+ * returns the file it came from. None found: the engine keeps the built-in default.
+ */
+export function loadStoredTuning(engine: Engine, dirs: readonly string[] = tuningDirs(), model?: string): string | undefined {
+  for (const dir of dirs) if (loadTuning(engine, dir, model)) return join(dir, TUNING_FILE);
   return undefined;
 }

@@ -43,7 +43,7 @@ export async function writePoolTargets(o: PoolTargetsOptions): Promise<{ file: s
   const tasks = parseTasklist(tasklist, join(o.evalDir, 'tasklist.yml'));
   const cfg = clipConfig(info.model);
   const { state } = await loadCheckpoint(isAbsolute(info.checkpoint) ? info.checkpoint : resolve(scorerDir, info.checkpoint), cfg);
-  const device = await openTrainingBackend(o.gpu);
+  const device = await openTrainingBackend(o.gpu, cfg.name);
   try {
     const model = new ClipModel(device.backend, cfg, { state });
     const targets = await classNameTargets(tasks, store, clipEncoders(model, o.tokenizer, 256));

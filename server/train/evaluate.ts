@@ -106,7 +106,7 @@ export async function runEvaluation(o: NodeEvalOptions): Promise<NodeEvalResult>
     existing = '';
   }
   const { state } = await loadCheckpoint(checkpoint, cfg);
-  const device = await openTrainingBackend(o.gpu);
+  const device = await openTrainingBackend(o.gpu, cfg.name);
   let evaluated = 0;
   try {
     const model = new ClipModel(device.backend, cfg, { state });

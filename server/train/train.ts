@@ -63,7 +63,7 @@ export function checkScale(name: string): ScaleConfig {
 }
 
 /** A Dawn device as a training backend; close() when done. */
-export async function openTrainingBackend(gpu: DawnBackend = 'auto'): Promise<{ backend: GpuBackend; engine: Engine; device: string; tuning?: string; close(): void }> {
+export async function openTrainingBackend(gpu: DawnBackend = 'auto', model?: string): Promise<{ backend: GpuBackend; engine: Engine; device: string; tuning?: string; close(): void }> {
   let handle;
   try {
     handle = await openDawn({ backend: gpu });
@@ -71,8 +71,9 @@ export async function openTrainingBackend(gpu: DawnBackend = 'auto'): Promise<{ 
     throw new UserError(`no WebGPU device: ${(err as Error).message}`);
   }
   const engine = new Engine(handle);
-  // The matmul tuning bench:gpu measured on this adapter, if stored (else the built-in default).
-  const tuning = loadStoredTuning(engine);
+  // The matmul tuning bench:gpu measured on this adapter (for this model, where it was fitted to one), if stored;
+  // else the built-in default.
+  const tuning = loadStoredTuning(engine, undefined, model);
   return { backend: new GpuBackend(engine), engine, device: `${handle.backend}: ${describeGpu(handle.info)}`, tuning, close: () => engine.destroy() };
 }
 
@@ -105,7 +106,7 @@ export async function runTraining(o: NodeTrainOptions): Promise<NodeTrainResult>
   };
   await writeFileAtomic(join(dir, 'params.txt'), new TextEncoder().encode(Object.entries(params).map(([k, v]) => `${k}: ${v}\n`).join('')));
 
-  const device = await openTrainingBackend(o.gpu);
+  const device = await openTrainingBackend(o.gpu, cfg.name);
   log(`train ${scale.name}: ${cfg.name}, ${plan.totalSteps} steps of ${scale.batchSize} (${plan.samplesSeen} samples seen) on ${device.device}`);
   if (device.tuning) log(`matmul tuning: ${device.tuning}`);
   if (resume) log(`resuming from ${resumePath} (step ${resume.state.step} of ${plan.totalSteps})`);

@@ -206,7 +206,7 @@ test('profile: one GPU time per dispatch, by kernel, where the adapter has times
   }
 });
 
-test('training picks up the stored matmul tuning of its adapter: first directory with an entry wins', () => {
+test('training picks up the stored matmul tuning of its adapter (and model, where fitted to one): first directory with an entry wins', () => {
   const root = mkdtempSync(join(tmpdir(), 'dcw-tuning-'));
   try {
     const [empty, stored, other] = ['empty', 'stored', 'other'].map((d) => join(root, d));
@@ -217,6 +217,14 @@ test('training picks up the stored matmul tuning of its adapter: first directory
     assert.equal(getMatmulTuning(engines.gl), undefined);
     assert.equal(loadStoredTuning(engines.gl, [empty!, stored!, other!]), join(stored!, 'gpu-tuning.json'));
     assert.deepEqual(getMatmulTuning(engines.gl), tuning);
+    // a tuning fitted to ViT-B/32's shapes: that model gets it, another model the next general one
+    const fitted = join(root, 'fitted');
+    saveTuning(engines.gl, fitted, { ...DEFAULT_GPU_TUNING, targetWorkgroups: 55 }, 'ViT-B-32');
+    setMatmulTuning(engines.gl, undefined);
+    assert.equal(loadStoredTuning(engines.gl, [fitted, other!], 'wb-small'), join(other!, 'gpu-tuning.json'));
+    assert.equal(getMatmulTuning(engines.gl)?.targetWorkgroups, 99);
+    assert.equal(loadStoredTuning(engines.gl, [fitted, other!], 'ViT-B-32'), join(fitted, 'gpu-tuning.json'));
+    assert.equal(getMatmulTuning(engines.gl)?.targetWorkgroups, 55);
     assert.deepEqual(tuningDirs({ DCW_GPU_TUNING_DIR: stored, XDG_CACHE_HOME: '/cache' }).slice(0, 2), [stored, '/cache/dcw']);
   } finally {
     setMatmulTuning(engines.gl, undefined);

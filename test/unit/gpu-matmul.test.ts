@@ -65,7 +65,7 @@ test('split-K is deterministic and close to the unsplit product', async () => {
 
 test('tuning file: keyed by adapter, validated, other devices kept', () => {
   const info = engine.info;
-  const file = withTuning(undefined, info, 'this device', DEFAULT_GPU_TUNING, '2026-01-01T00:00:00Z');
+  const file = withTuning(undefined, info, 'this device', DEFAULT_GPU_TUNING, { measuredAt: '2026-01-01T00:00:00Z' });
   assert.deepEqual(findTuning(JSON.parse(JSON.stringify(file)), info), DEFAULT_GPU_TUNING);
   const other = { ...info, device: 'another card' };
   const both = withTuning(file, other, 'another', { ...DEFAULT_GPU_TUNING, targetWorkgroups: 99 });
@@ -74,6 +74,12 @@ test('tuning file: keyed by adapter, validated, other devices kept', () => {
   assert.equal(tuningKey(info).split('|').length, 5);
   assert.equal(findTuning({ version: 1, devices: { [tuningKey(info)]: { tuning: { kernels: [] } } } }, info), undefined);
   assert.equal(findTuning('garbage', info), undefined);
+  // a tuning measured on one model's training shapes serves that model only; the general one serves every model
+  const fitted = JSON.parse(JSON.stringify(withTuning(undefined, info, 'this device', { ...DEFAULT_GPU_TUNING, targetWorkgroups: 77 }, { shapes: 'ViT-B-32' })));
+  assert.equal(findTuning(fitted, info, 'ViT-B-32')?.targetWorkgroups, 77);
+  assert.equal(findTuning(fitted, info, 'wb-small'), undefined);
+  assert.equal(findTuning(fitted, info), undefined);
+  assert.equal(findTuning(file, info, 'wb-small'), DEFAULT_GPU_TUNING);
 });
 
 test('same seed, same device: bit-identical results', async () => {

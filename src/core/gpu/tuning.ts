@@ -47,6 +47,12 @@ export interface TuningEntry {
   device: string;
   measuredAt: string;
   tuning: MatmulTuning;
+  /**
+   * The model whose training shapes it was measured on (`bench/gpu.ts --tune-shapes`), e.g. "ViT-B-32"; absent for
+   * the general tune. Such a tuning is used for that model only: fitted to wide layers, it chose 25% wasted tiles
+   * for gpu-small's width of 192 and made its step 10% slower than the built-in default (H100, bench/RESULTS.md).
+   */
+  shapes?: string;
 }
 
 export interface TuningFile {
@@ -59,17 +65,23 @@ export function tuningKey(info: Pick<GpuInfo, 'vendor' | 'architecture' | 'devic
   return [info.vendor, info.architecture, info.device, info.description, info.featureLevel].map((s) => s.trim()).join('|');
 }
 
-/** The tuning stored for this device in a parsed file, if any and if well-formed. */
-export function findTuning(file: unknown, info: GpuInfo): MatmulTuning | undefined {
+/**
+ * The tuning stored for this device in a parsed file, if any and if well-formed — and, when it was measured on one
+ * model's shapes, only for that `model` (a ClipConfig name).
+ */
+export function findTuning(file: unknown, info: GpuInfo, model?: string): MatmulTuning | undefined {
   if (!isTuningFile(file)) return undefined;
   const entry = file.devices[tuningKey(info)];
-  return entry && isTuning(entry.tuning) ? entry.tuning : undefined;
+  if (!entry || !isTuning(entry.tuning)) return undefined;
+  if (entry.shapes !== undefined && entry.shapes !== model) return undefined;
+  return entry.tuning;
 }
 
 /** Returns the file with this device's entry added or replaced (other devices are kept). */
-export function withTuning(file: unknown, info: GpuInfo, device: string, tuning: MatmulTuning, measuredAt = new Date().toISOString()): TuningFile {
+export function withTuning(file: unknown, info: GpuInfo, device: string, tuning: MatmulTuning, options: { measuredAt?: string; shapes?: string } = {}): TuningFile {
   const base: TuningFile = isTuningFile(file) ? file : { version: TUNING_VERSION, devices: {} };
-  return { version: TUNING_VERSION, devices: { ...base.devices, [tuningKey(info)]: { device, measuredAt, tuning } } };
+  const entry: TuningEntry = { device, measuredAt: options.measuredAt ?? new Date().toISOString(), tuning, ...(options.shapes ? { shapes: options.shapes } : {}) };
+  return { version: TUNING_VERSION, devices: { ...base.devices, [tuningKey(info)]: entry } };
 }
 
 function isTuningFile(x: unknown): x is TuningFile {
