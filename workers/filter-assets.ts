@@ -4,9 +4,10 @@
  * - image_based: the pool centroids and the ImageNet-1k target features (`.pt` or `.npy`).
  *
  * Each comes from `dcw serve` (WordNet from its installed npm package at /api/wordnet; the others when given
- * as flags) or from files the user picks in the view. WordNet's parsed index files and a picked wnid list are
- * kept in IndexedDB, so each is read once per browser; the feature matrices (up to GBs for the official ones)
- * live in the worker's memory only.
+ * as flags) or from files the user picks in the view. WordNet's parsed index files, a picked wnid list and picked
+ * feature files (up to 512 MiB) are kept in IndexedDB, so each is read once per browser and every worker (the
+ * Filter, Train and Inspect views) finds them; larger feature files (the official large scales') live in the
+ * worker's memory only.
  */
 import { readFeatureMatrix, concatRows, ASSET_SHA256 } from '../src/core/filters/image-based.ts';
 import type { Embeddings } from '../src/core/filters/kmeans.ts';
@@ -211,8 +212,28 @@ export async function readFeatureFiles(files: readonly { name: string; bytes: Ui
   return { names: files.map((f) => f.name), from, matrix, official: await Promise.all(files.map((f) => officialName(f.bytes))) };
 }
 
-export async function pickFeatureFiles(files: readonly File[], what: string): Promise<FeatureAsset> {
-  return readFeatureFiles(await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) }))), 'picked', what);
+/**
+ * Picked files are kept in IndexedDB up to this size (the embedded pool's and the official small-scale files fit), so
+ * that the Train and Inspect views' worker and a reloaded page find them; larger ones live in this worker only.
+ */
+const STORED_FEATURES_LIMIT = 512 * 1024 * 1024;
+interface StoredFeatures { files: { name: string; bytes: Uint8Array }[] }
+const featuresKey = (which: 'centroids' | 'targets') => `features:${which}`;
+const featureWhat = (which: 'centroids' | 'targets') => (which === 'centroids' ? 'centroids' : 'image targets');
+
+/** Reads picked centroids or targets and keeps them (replacing earlier picks) where they fit STORED_FEATURES_LIMIT. */
+export async function pickFeatureFiles(files: readonly File[], which: 'centroids' | 'targets'): Promise<FeatureAsset> {
+  const read = await Promise.all(files.map(async (f) => ({ name: f.name, bytes: new Uint8Array(await f.arrayBuffer()) })));
+  const asset = await readFeatureFiles(read, 'picked', featureWhat(which));
+  if (read.reduce((n, f) => n + f.bytes.byteLength, 0) <= STORED_FEATURES_LIMIT) await idbPut(featuresKey(which), { files: read } satisfies StoredFeatures);
+  else await idbDelete(featuresKey(which));
+  return asset;
+}
+
+/** Centroids or targets picked earlier in this browser (kept in IndexedDB), or null. */
+export async function storedFeatureFiles(which: 'centroids' | 'targets'): Promise<FeatureAsset | null> {
+  const stored = await idbGet<StoredFeatures>(featuresKey(which));
+  return stored ? readFeatureFiles(stored.files, 'picked', featureWhat(which)) : null;
 }
 
 /** What dcw serve offers at /api/image-assets (its --centroids and --image_targets), or null without the route. */

@@ -28,7 +28,7 @@ import type { LanguageDetector } from '../src/core/text/langid.ts';
 import { IdbPoolStore } from './idb-pool-store.ts';
 import { loadBrowserFastText } from './langid-fasttext.ts';
 import {
-  AssetError, fetchServerFeatures, forgetWordNetIds, loadWordNet, loadWordNetIds, MISSING_WNIDS, pickFeatureFiles, pickWordNet, pickWordNetIds,
+  AssetError, fetchServerFeatures, forgetWordNetIds, loadWordNet, loadWordNetIds, MISSING_WNIDS, pickFeatureFiles, pickWordNet, pickWordNetIds, storedFeatureFiles,
   serverImageAssets, type FeatureAsset, type WnidList,
 } from './filter-assets.ts';
 import { openWorkerGpu } from './worker-gpu.ts';
@@ -143,9 +143,18 @@ function textBasedAssets(): Promise<TextBasedAssets> {
   return textBased;
 }
 
-/** The centroids or targets: picked ones, else dcw serve's; AssetError naming the file when there are none. */
-async function feature(which: 'centroids' | 'targets'): Promise<FeatureAsset> {
+/** The centroids or targets in use, or those picked earlier in this browser (IndexedDB), or undefined. */
+async function pickedFeature(which: 'centroids' | 'targets'): Promise<FeatureAsset | undefined> {
   if (!features[which]) {
+    const stored = await storedFeatureFiles(which).catch(() => null);
+    if (stored && !features[which]) features[which] = Promise.resolve(stored);
+  }
+  return features[which];
+}
+
+/** The centroids or targets: picked ones (here or earlier), else dcw serve's; AssetError naming the file when there are none. */
+async function feature(which: 'centroids' | 'targets'): Promise<FeatureAsset> {
+  if (!(await pickedFeature(which))) {
     const served = await serverImageAssets();
     const names = which === 'centroids' ? (served?.centroids ? [served.centroids.name] : []) : (served?.targets ?? []).map((t) => t.name);
     if (!names.length) {
@@ -403,8 +412,8 @@ const api = {
     return {
       wordnet: wordnetNote,
       wnids: await settled(loadWnids(), (l) => l && { name: l.name, from: l.from, ids: l.ids.size, sha256: l.sha256, official: l.official }),
-      centroids: await settled(features.centroids, noteOf),
-      targets: await settled(features.targets, noteOf),
+      centroids: await settled(pickedFeature('centroids'), (a) => (a ? noteOf(a) : null)),
+      targets: await settled(pickedFeature('targets'), (a) => (a ? noteOf(a) : null)),
       served: { centroids: served?.centroids?.name ?? null, targets: (served?.targets ?? []).map((t) => t.name) },
     };
   },
@@ -433,7 +442,7 @@ const api = {
 
   /** Picked centroids (one file) or targets (the five in1k_clip_vit_l14_{0..4}.pt, or one .npy). */
   async pickFeatures(which: 'centroids' | 'targets', files: File[]): Promise<void> {
-    features[which] = pickFeatureFiles(files, which === 'centroids' ? 'centroids' : 'image targets');
+    features[which] = pickFeatureFiles(files, which);
     await features[which].catch(() => undefined);
     assetsChanged();
   },

@@ -8,7 +8,8 @@
 //     used (bytes of the CLI) and kept in IndexedDB across a reload;
 //   - image_based and image_based_intersect_clip_score with the fixture's centroids and targets picked through
 //     the file inputs: the committed expected outputs of the numpy reference, byte for byte (nearest centroid
-//     on WebGPU in the worker); the exported recipe runs in the CLI to the same bytes.
+//     on WebGPU in the worker); the exported recipe runs in the CLI to the same bytes; the picked files are kept
+//     in this browser (a reload runs image_based without picking them again).
 // Language id is the worker's fastText lid.176 (the CLI's package and model). Screenshot: test-results/.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
@@ -220,6 +221,16 @@ test('image_based and image_based_intersect_clip_score with picked centroids and
   const b32 = expected('intersect_b32_t0.27');
   await settledCount(page, 'a', (b32.length - 128) / 16);
   assert.deepEqual((await downloadBytes(page, 'export-npy')).bytes, b32);
+
+  // Kept in this browser: after a reload (a new worker, as the Train and Inspect views have) image_based runs
+  // without picking the files again.
+  await page.reload();
+  await page.getByTestId('a-editor').waitFor();
+  await page.getByTestId('a-mode-baseline').check();
+  await page.getByTestId('a-baseline').selectOption('image_based');
+  await settledCount(page, 'a', (want.length - 128) / 16);
+  assert.deepEqual((await downloadBytes(page, 'export-npy')).bytes, want);
+  await page.getByTestId('assets-centroids').filter({ hasText: 'centroids.pt (picked), 12 × 16' }).waitFor();
   await page.getByTestId('baseline-assets').scrollIntoViewIfNeeded();
   await page.screenshot({ path: join(SHOTS, 'ui-filter-assets.png') });
   writeFileSync(join(tmp, 'done'), '');
