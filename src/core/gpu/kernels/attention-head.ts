@@ -20,8 +20,8 @@
  * or queries ascending), so results are bit-identical run to run on a device and agree with the other forms to
  * f32 rounding.
  */
-import { paramStruct, type Engine, type Kernel, type ParamLayout, type Tensor } from '../engine.ts';
-import { attentionMemoryCap } from './attention.ts';
+import { paramStruct, type Engine, type Kernel, type Tensor } from '../engine.ts';
+import { attentionKernel, attentionMemoryCap, LAYOUT, range } from './attention.ts';
 import type { AttentionShape } from './ops.ts';
 
 export const HEAD_MAX_T = 128;
@@ -58,15 +58,6 @@ export function headAttentionPlan(engine: Engine, T: number, D: number): HeadAtt
   return { T, D, NT, TP, KC, QC, sharedBytes: tile + 4 * KC * D, sharedBytesKV: 8 * QC * D };
 }
 
-const cache = new Map<string, Kernel>();
-const LAYOUT: ParamLayout = [['blocks', 'u32'], ['H', 'u32'], ['scale', 'f32']];
-const range = (n: number) => Array.from({ length: n }, (_, k) => k);
-
-function cached(key: string, code: () => string): Kernel {
-  let k = cache.get(key);
-  if (!k) cache.set(key, (k = { key, code, params: LAYOUT }));
-  return k;
-}
 
 function dispatchHeads(engine: Engine, k: Kernel, buffers: Tensor[], s: AttentionShape): void {
   const blocks = s.B * s.H;
@@ -113,10 +104,34 @@ const dotRow = (pl: HeadAttentionPlan, row: string, at: string) =>
 /** Number of staged keys this thread's row uses: all kn, or (causal) those ≤ r. */
 const rowKeys = (causal: boolean) => (causal ? 'select(0u, min(kn, r + 1u - k0), r + 1u > k0)' : 'kn');
 
+/**
+ * The end of the forward and of the query pass: the row tile in workgroup memory (P, or dS) is written to `dst`
+ * [B, H, T, T] as whole rows (coalesced), then this thread's row of it weights the rows of the [T, D] slice at
+ * `at` (V, or K) staged chunk by chunk, and `store(d)` writes each of the D/4 vec4 sums a0, a1, ….
+ */
+const tileTimesRows = (pl: HeadAttentionPlan, causal: boolean, dst: string, at: string, store: (d: number) => string) => `  workgroupBarrier();
+  for (var e = t; e < T * T; e += NT) { ${dst}[tile + e] = sc[(e / T) * TP + e % T]; }
+${range(pl.D / 4).map((d) => `  var a${d} = vec4<f32>(0.0);`).join('\n')}
+  for (var k0 = 0u; k0 < T; k0 += KC) {
+    let kn = min(KC, T - k0);
+${stage('kv', 'qkv', at, 'S4', 'kn')}
+    if (live) {
+      let jn = ${rowKeys(causal)};
+      for (var j = 0u; j < jn; j++) {
+        let w = sc[srow + k0 + j];
+        let rb = j * D4;
+${range(pl.D / 4).map((d) => `        a${d} += w * kv[rb + ${d}u];`).join('\n')}
+      }
+    }
+  }
+  if (live) {
+${range(pl.D / 4).map((d) => `    ${store(d)}`).join('\n')}
+  }`;
+
 /** out = softmax(q·kᵀ·scale [+ causal mask])·v and the probabilities, for qkv [B, T, 3C]. */
 export function headAttention(engine: Engine, pl: HeadAttentionPlan, qkv: Tensor, out: Tensor, probs: Tensor, s: AttentionShape): void {
   const D4 = pl.D / 4;
-  const k = cached(`attention-head${s.causal ? '-causal' : ''}-t${pl.T}-d${pl.D}-k${pl.KC}`, () => `${paramStruct(LAYOUT)}
+  const k = attentionKernel(`attention-head${s.causal ? '-causal' : ''}-t${pl.T}-d${pl.D}-k${pl.KC}`, () => `${paramStruct(LAYOUT)}
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> probs: array<f32>;
@@ -156,24 +171,7 @@ ${range(4).map((u) => `        sc[srow + k0 + j + ${u}u] = s${u};`).join('\n')}
     let inv = 1.0 / sum;
     for (var j = 0u; j < T; j++) { sc[srow + j] = select(0.0, sc[srow + j] * inv, j <= last); }
   }
-  workgroupBarrier();
-  for (var e = t; e < T * T; e += NT) { probs[tile + e] = sc[(e / T) * TP + e % T]; }
-${range(D4).map((d) => `  var a${d} = vec4<f32>(0.0);`).join('\n')}
-  for (var k0 = 0u; k0 < T; k0 += KC) {
-    let kn = min(KC, T - k0);
-${stage('kv', 'qkv', 'base + 2u * C4', 'S4', 'kn')}
-    if (live) {
-      let jn = ${rowKeys(s.causal)};
-      for (var j = 0u; j < jn; j++) {
-        let pj = sc[srow + k0 + j];
-        let vb = j * D4;
-${range(D4).map((d) => `        a${d} += pj * kv[vb + ${d}u];`).join('\n')}
-      }
-    }
-  }
-  if (live) {
-${range(D4).map((d) => `    out[obase + r * C4 + ${d}u] = a${d};`).join('\n')}
-  }
+${tileTimesRows(pl, s.causal, 'probs', 'base + 2u * C4', (d) => `out[obase + r * C4 + ${d}u] = a${d};`)}
 }
 `);
   dispatchHeads(engine, k, [qkv, out, probs], s);
@@ -202,7 +200,7 @@ ${body}
       }
     }
   }`;
-  const q = cached(`attentionBackwardQ-head${tag}-k${pl.KC}`, () => `${paramStruct(LAYOUT)}
+  const q = attentionKernel(`attentionBackwardQ-head${tag}-k${pl.KC}`, () => `${paramStruct(LAYOUT)}
 ${bindings('read_write')}
 var<workgroup> kv: array<vec4<f32>, ${pl.KC * D4}>;
 var<workgroup> sc: array<f32, ${pl.T * pl.TP}>;
@@ -214,27 +212,10 @@ ${loadRow(pl, 'g', 'dout', 'obase + r * C4')}
   var rowdot = 0.0;
 ${overV('        rowdot += sc[srow + k0 + j] * dp;')}
 ${overV('        let at = srow + k0 + j;\n        sc[at] = sc[at] * (dp - rowdot);')}
-  workgroupBarrier();
-  for (var e = t; e < T * T; e += NT) { ds[tile + e] = sc[(e / T) * TP + e % T]; }
-${range(D4).map((d) => `  var a${d} = vec4<f32>(0.0);`).join('\n')}
-  for (var k0 = 0u; k0 < T; k0 += KC) {
-    let kn = min(KC, T - k0);
-${stage('kv', 'qkv', 'base + C4', 'S4', 'kn')}
-    if (live) {
-      let jn = ${rowKeys(s.causal)};
-      for (var j = 0u; j < jn; j++) {
-        let dsj = sc[srow + k0 + j];
-        let kb = j * D4;
-${range(D4).map((d) => `        a${d} += dsj * kv[kb + ${d}u];`).join('\n')}
-      }
-    }
-  }
-  if (live) {
-${range(D4).map((d) => `    dqkv[base + r * S4 + ${d}u] = a${d} * p.scale;`).join('\n')}
-  }
+${tileTimesRows(pl, s.causal, 'ds', 'base + C4', (d) => `dqkv[base + r * S4 + ${d}u] = a${d} * p.scale;`)}
 }
 `);
-  const kv = cached(`attentionBackwardKV-head${tag}-c${pl.QC}`, () => `${paramStruct(LAYOUT)}
+  const kv = attentionKernel(`attentionBackwardKV-head${tag}-c${pl.QC}`, () => `${paramStruct(LAYOUT)}
 ${bindings('read')}
 var<workgroup> qs: array<vec4<f32>, ${pl.QC * D4}>;
 var<workgroup> gs: array<vec4<f32>, ${pl.QC * D4}>;

@@ -89,10 +89,12 @@ export function tiledAttentionPlan(engine: Engine, T: number, D: number): TiledA
 }
 
 const cache = new Map<string, Kernel>();
-const LAYOUT: ParamLayout = [['blocks', 'u32'], ['H', 'u32'], ['scale', 'f32']];
-const range = (n: number) => Array.from({ length: n }, (_, k) => k);
+/** The uniform block of every attention kernel here and in attention-head.ts: blocks to run, heads, 1/√D. */
+export const LAYOUT: ParamLayout = [['blocks', 'u32'], ['H', 'u32'], ['scale', 'f32']];
+export const range = (n: number) => Array.from({ length: n }, (_, k) => k);
 
-function cached(key: string, code: () => string): Kernel {
+/** The attention kernel under `key`, made once (its WGSL generated on first use). */
+export function attentionKernel(key: string, code: () => string): Kernel {
   let k = cache.get(key);
   if (!k) cache.set(key, (k = { key, code, params: LAYOUT }));
   return k;
@@ -188,7 +190,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 /** out = softmax(q·kᵀ·scale [+ causal mask])·v and the probabilities, for qkv [B, T, 3C]. */
 export function tiledAttention(engine: Engine, pl: TiledAttentionPlan, qkv: Tensor, out: Tensor, probs: Tensor, s: AttentionShape): void {
   const key = `attention-tiled${s.causal ? '-causal' : ''}-t${pl.T}-d${pl.D}-q${pl.BQ}-k${pl.KC}-w${pl.W}`;
-  const k = cached(key, () => {
+  const k = attentionKernel(key, () => {
     const { consts, head } = prologue(pl, s.causal);
     return `${paramStruct(LAYOUT)}
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
@@ -252,7 +254,7 @@ export function tiledAttentionBackward(engine: Engine, pl: TiledAttentionPlan, d
   const ds = engine.empty(probs.shape);
   const tag = `${s.causal ? '-causal' : ''}-t${pl.T}-d${pl.D}-q${pl.BQ}-k${pl.KC}-c${pl.QC}-w${pl.W}`;
   const RPT = Math.ceil(pl.BQ / pl.NRG);
-  const q = cached(`attentionBackwardQ-tiled${tag}`, () => {
+  const q = attentionKernel(`attentionBackwardQ-tiled${tag}`, () => {
     const { consts, head } = prologue(pl, s.causal);
     return `${paramStruct(LAYOUT)}
 @group(0) @binding(0) var<storage, read> dout: array<vec4<f32>>;
@@ -299,7 +301,7 @@ ${range(RPT).map((k) => `  { let i = rg + ${k * pl.NRG}u; if (i < nr) { dqkv[bas
 }
 `;
   });
-  const kv = cached(`attentionBackwardKV-tiled${tag}`, () => {
+  const kv = attentionKernel(`attentionBackwardKV-tiled${tag}`, () => {
     const { consts, head } = prologue(pl, s.causal);
     return `${paramStruct(LAYOUT)}
 @group(0) @binding(0) var<storage, read> dout: array<vec4<f32>>;
