@@ -418,14 +418,7 @@ async function autotuneGpu(engine: Engine, rng: Rng, rows: Row[], log: (l: strin
   c.dispose();
   if (!measured.length) return DEFAULT_GPU_TUNING;
   const top = Math.max(...measured.map((m) => m.gflops));
-  // Per tile shape, the fastest variant (BK, buffering); shapes far slower than the best are dropped.
-  const byTile = new Map<string, { config: MatmulConfig; speed: number }>();
-  for (const m of measured) {
-    const tile = m.config.kind === 'tiled' ? `${m.config.BM}x${m.config.BN}` : 'reg';
-    const speed = m.gflops / top;
-    if (speed >= 0.3 && speed > (byTile.get(tile)?.speed ?? 0)) byTile.set(tile, { config: m.config, speed });
-  }
-  const kernels = [...byTile.values()].sort((x, y) => y.speed - x.speed);
+  const kernels = fastestPerTile(measured.map((m) => ({ config: m.config, speed: m.gflops / top })));
   let best: { tuning: MatmulTuning; ms: number } | undefined;
   const cache = new Map<string, number>();
   const inputs = new Map<string, { a: Tensor; b: Tensor; c: Tensor }>();
@@ -503,6 +496,19 @@ function rate(m: Measurement): string {
 }
 
 /** The side-by-side table as text. */
+/**
+ * A tuning's kernel list from measured speeds (relative to the fastest, 1): per tile shape the fastest variant
+ * (BK, buffering), shapes below 0.3 dropped, fastest first.
+ */
+export function fastestPerTile(measured: readonly { config: MatmulConfig; speed: number }[]): { config: MatmulConfig; speed: number }[] {
+  const byTile = new Map<string, { config: MatmulConfig; speed: number }>();
+  for (const m of measured) {
+    const tile = m.config.kind === 'tiled' ? `${m.config.BM}x${m.config.BN}` : 'reg';
+    if (m.speed >= 0.3 && m.speed > (byTile.get(tile)?.speed ?? 0)) byTile.set(tile, m);
+  }
+  return [...byTile.values()].sort((x, y) => y.speed - x.speed);
+}
+
 export function formatTable(result: SuiteResult): string {
   const lines = [`device: ${result.device}`, `matmul kernel: ${result.matmulConfig}`, ''];
   const head = ['group', 'shape', 'engine GFLOP/s', 'engine ms', 'GPU-timed GFLOP/s', 'tfjs GFLOP/s', 'tfjs ms', 'engine/tfjs', 'engine plan / note'];

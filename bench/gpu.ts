@@ -22,7 +22,7 @@ import { Engine } from '../src/core/gpu/engine.ts';
 import { loadTuning, saveTuning, TUNING_FILE } from '../server/gpu/tuning.ts';
 import { choosePlan, configName, matmul, planName, tiledConfigError, type MatmulConfig, type TiledConfig } from '../src/core/gpu/kernels/matmul.ts';
 import { DEFAULT_GPU_TUNING, type MatmulTuning } from '../src/core/gpu/tuning.ts';
-import { formatTable, runGpuSuite, type Tfjs } from './gpu-suite.ts';
+import { fastestPerTile, formatTable, runGpuSuite, type Tfjs } from './gpu-suite.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const { values: args } = parseArgs({
@@ -194,14 +194,9 @@ async function tuneTrainingShapes(engine: Engine, batch: number, maxSeconds: num
   c.dispose();
   if (!totals.length) return DEFAULT_GPU_TUNING;
   const best = Math.min(...totals.map((t) => t.ms));
-  // Per tile shape the fastest variant; far slower ones are dropped (as the full autotune does).
-  const byTile = new Map<string, { config: MatmulConfig; speed: number }>();
-  for (const t of totals) {
-    const tile = t.config.kind === 'tiled' ? `${t.config.BM}x${t.config.BN}` : 'reg';
-    const speed = best / t.ms;
-    if (speed >= 0.3 && speed > (byTile.get(tile)?.speed ?? 0)) byTile.set(tile, { config: t.config, speed: Math.round(speed * 1000) / 1000 });
-  }
-  const kernels = [...byTile.values()].sort((x, y) => y.speed - x.speed);
+  // as the full autotune picks them; the speeds stored to three decimals
+  const kernels = fastestPerTile(totals.map((t) => ({ config: t.config, speed: best / t.ms })))
+    .map((k) => ({ config: k.config, speed: Math.round(k.speed * 1000) / 1000 }));
   log(`tune: ${kernels.map((k) => `${configName(k.config)} ×${k.speed}`).join(', ')} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
   return { ...DEFAULT_GPU_TUNING, kernels };
 }
