@@ -8,6 +8,7 @@ import { tableWorker } from './workers.ts';
 export class Thumbnails {
   private readonly urls = new Map<string, string | null>();
   private readonly pending = new Set<string>();
+  private imagesVersion = 0;
 
   constructor(private readonly max: number) {}
 
@@ -16,8 +17,13 @@ export class Thumbnails {
     return this.urls.get(uid);
   }
 
-  /** Forgets the misses, so that pictures stored since are asked for again. */
-  forgetMissing(): void {
+  /**
+   * Forgets the misses when `imagesVersion` (bumped as more shards are stored) moved since the last call, so that
+   * pictures stored since are asked for again.
+   */
+  forgetMissingSince(imagesVersion: number): void {
+    if (imagesVersion === this.imagesVersion) return;
+    this.imagesVersion = imagesVersion;
     for (const [uid, url] of this.urls) if (url === null) this.urls.delete(uid);
   }
 
